@@ -1,0 +1,32 @@
+# One-command set-up: every target bootstraps .venv itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.chargen-installed
+# torch is pinned here, not in pyproject.toml: an unpinned torch pulls the CUDA build.
+TORCH := torch==2.13.0
+CORPORA ?= $(abspath ../shared/corpora)
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/chargen train builtin:python-docs --preset demo --out runs/demo --new-name
+	$(VENV)/bin/chargen sample runs/demo --num 3 --length 300 --temperature 0.8 --seed 1
+
+test: $(STAMP)
+	CHARGEN_CORPORA=$(CORPORA) $(PY) -m pytest -q
+	$(VENV)/bin/ruff check src tests benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""The public Python API: train a run, load it, generate and evaluate. The CLI calls only this."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import LAST, RunDir, load_checkpoint
+from .config import RunConfig, SampleConfig
+from .corpus import Corpus, load_corpus
+from .data import split_ids
+from .errors import CheckpointError, ConfigError, TokenizerError
+from .evaluate import Evaluation, evaluate_ids
+from .model import RNNLanguageModel, count_parameters
+from .runtime import resolve_device, resolve_precision, seed_everything
+from .sampling import generate_text
+from .tokenizer import fit_tokenizer
+from .train import Trainer
+
+log = logging.getLogger("chargen")
+DEFAULT_MAX_TIME = 600.0
+# Settings that shape the weights or the data order: on resume they come from the run.
+_FIXED_ON_RESUME = ("model", "data")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    steps: int
+    elapsed: float
+    best_val: float
+    best_step: int
+
+    @property
+    def best_bits(self) -> float:
+        return self.best_val / np.log(2)
+
+
+def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None, *,
+          resume: str | None = None, config: RunConfig | None = None, quiet: bool = False,
+          **overrides: Any) -> TrainResult:
+    """Train a new run on `corpus` (paths, builtin:NAME or a Corpus), or continue `resume`.
+    Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600."""
+    if resume is not None:
+        return _resume(resume, overrides, quiet)
+    config = (config or RunConfig()).with_overrides(overrides).validate()
+    if config.train.max_steps is None and config.train.epochs is None and config.train.max_time is None:
+        config = config.with_overrides({"max_time": DEFAULT_MAX_TIME})
+        log.info("no --max-steps, --epochs or --max-time given: training for %d minutes",
+                 DEFAULT_MAX_TIME // 60)
+    if out is not None:
+        RunDir.check_free(out)
+    corpus = _as_corpus(corpus or "builtin:python-docs", config)
+    tokenizer = fit_tokenizer(config.data.tokenizer, corpus.text)
+    ids = tokenizer.encode(corpus.text)
+    train_ids, val_ids = split_ids(ids, config.data.val_fraction, config.data.seq_len)
+    log.info("corpus %s: %s; %s tokens (vocabulary %d): %s train, %s validation", corpus.name,
+             corpus.summary(), f"{len(ids):,}", tokenizer.vocab_size, f"{len(train_ids):,}",
+             f"{len(val_ids):,}")
+    trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, None, quiet)
+    run = RunDir.fresh(out or Path("runs") / corpus.name, exist_ok_name=out is None)
+    trainer.run = run
+    run.write_setup(config, tokenizer, ids, {
+        "name": corpus.name, "sources": list(corpus.sources), "characters": len(corpus.text),
+        "distinct_characters": len(set(corpus.text)), "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
+    })
+    log.info("run directory: %s", run.path)
+    return _fit(trainer)
+
+
+def _as_corpus(corpus, config: RunConfig) -> Corpus:
+    if isinstance(corpus, Corpus):
+        return corpus
+    data = config.data
+    return load_corpus(corpus, data.encoding, data.normalize_newlines, data.strip_gutenberg,
+                       data.lowercase)
+
+
+def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, quiet) -> Trainer:
+    seed_everything(config.train.seed)
+    device = resolve_device(config.train.device)
+    dtype = resolve_precision(config.train.precision, device)
+    model = RNNLanguageModel(config.model, vocab_size).to(device)
+    log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
+             config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
+             f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])
+    return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet)
+
+
+def _fit(trainer: Trainer) -> TrainResult:
+    p = trainer.fit()
+    return TrainResult(trainer.run.path, p.step, p.elapsed, p.best_val, p.best_step)
+
+
+def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
+    run = RunDir(path).check_exists()
+    config = run.read_config()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for section in _FIXED_ON_RESUME:
+        current = getattr(config, section)
+        for name, value in given.items():
+            if hasattr(current, name) and getattr(current, name) != value:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} {value} conflicts with the run's {getattr(current, name)}:"
+                                  f" {section} settings come from the run; drop the flag or start "
+                                  "a new run")
+    config = config.with_overrides(given).validate()
+    ids = run.read_ids()
+    train_ids, val_ids = split_ids(ids, config.data.val_fraction, config.data.seq_len)
+    vocab_size = run.read_tokenizer().vocab_size
+    trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet)
+    if run.file(LAST).exists():
+        trainer.restore()
+        log.info("resuming %s at step %d", run.path, trainer.progression.step)
+    return _fit(trainer)
+
+
+class LanguageModel:
+    """A trained run, loaded for generation and evaluation."""
+
+    def __init__(self, net: RNNLanguageModel, tokenizer, config: RunConfig, run: RunDir):
+        self.net, self.tokenizer, self.config, self.run = net, tokenizer, config, run
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def encode_prompt(self, prime: str) -> torch.Tensor:
+        if prime == "":
+            raise ConfigError("the prompt is empty: give some text with --prime, or leave --prime "
+                              "out to start from a random slice of the training text")
+        unknown = self.tokenizer.unknown_chars(prime)
+        if unknown:
+            shown = " ".join(repr(c) for c in unknown[:20])
+            raise TokenizerError(f"the prompt has characters this model never saw: {shown}; "
+                                 "remove them or train on text that has them")
+        return torch.from_numpy(self.tokenizer.encode(prime).astype(np.int64))
+
+    def random_prime(self, seed: int | None = None, length: int = 64) -> str:
+        """A slice of the training text starting at a line start (tutorial B's random seed)."""
+        ids = self.run.read_ids()
+        usable = len(ids) - int(len(ids) * self.config.data.val_fraction)
+        rng = np.random.default_rng(seed)
+        start = int(rng.integers(0, max(1, usable - 2 * length)))
+        text = self.tokenizer.decode(np.asarray(ids[start : start + 2 * length]))
+        line_start = text.find("\n", 0, length)
+        text = text[line_start + 1 :] if line_start >= 0 else text
+        return text[:length] or self.tokenizer.decode(np.asarray(ids[:length]))
+
+    def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
+        """Yields one text piece per sample per step; settings are SampleConfig fields."""
+        config = SampleConfig(**settings).validate()
+        if prime is None:
+            prime = self.random_prime(config.seed)
+        yield from generate_text(self.net, self.tokenizer, self.encode_prompt(prime), config)
+
+    def generate(self, prime: str | None = None, **settings: Any) -> Iterator[str]:
+        """Yields the continuation of `prime` piece by piece (one sample)."""
+        for pieces in self.generate_batch(prime, **{**settings, "num": 1}):
+            yield pieces[0]
+
+    def sample(self, prime: str | None = None, **settings: Any) -> list[str]:
+        """Complete continuations, one string per sample (num=N for several, in one batch)."""
+        num = settings.get("num", 1)
+        texts = [""] * num
+        for pieces in self.generate_batch(prime, **settings):
+            texts = [t + p for t, p in zip(texts, pieces)]
+        return texts
+
+    def evaluate(self, text: str) -> Evaluation:
+        ids = self.tokenizer.encode(text)
+        if len(ids) < 2:
+            raise ConfigError("the text to evaluate needs at least two characters")
+        return evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
+
+
+def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
+    """Load a run directory for generation: `which` is best (default) or last."""
+    run = RunDir(path).check_exists()
+    config = run.read_config()
+    tokenizer = run.read_tokenizer()
+    net = RNNLanguageModel(config.model, tokenizer.vocab_size)
+    weights, _, _ = load_checkpoint(run.weights_file(which))
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(
+            f"the weights in {run.path} do not match its config.json / tokenizer.json (another "
+            "model size or vocabulary); restore the original files or retrain"
+        ) from None
+    return LanguageModel(net.to(resolve_device(device)).eval(), tokenizer, config, run)
+
+
+def evaluate_text(path: str, text_paths: list[str] | str) -> Evaluation:
+    """Loss of a trained run on some text, cleaned as the run's corpus was."""
+    model = load(path)
+    data = model.config.data
+    corpus = load_corpus(text_paths, data.encoding, data.normalize_newlines,
+                         data.strip_gutenberg, data.lowercase)
+    return model.evaluate(corpus.text)

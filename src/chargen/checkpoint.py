@@ -1,0 +1,226 @@
+"""The run directory: config, tokenizer, ids, weights, trainer state, metrics.
+
+Every file is written atomically (temporary file, fsync, os.replace), so a reader never
+sees half a file. Nothing here unpickles: weights and trainer state are safetensors,
+everything else JSON or numpy arrays loaded with allow_pickle=False.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as dump_safetensors
+
+from . import __version__
+from .config import FORMAT_VERSION, RunConfig
+from .errors import ChargenError, CheckpointError
+from .tokenizer import Tokenizer, save_tokenizer_json, tokenizer_from_dict
+
+CONFIG, TOKENIZER, IDS, METRICS = "config.json", "tokenizer.json", "ids.npy", "metrics.jsonl"
+BEST, LAST = "best.safetensors", "last.safetensors"
+TRAINER_PREFIX = "trainer/"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise ChargenError(f"could not write {path}: {err.strerror}; the previous file is "
+                               "intact (free some disk space and resume)") from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; is this a chargen run directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); restore it or retrain") from None
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- creating -----------------------------------------------------------------------
+    @staticmethod
+    def fresh(path: str | os.PathLike, exist_ok_name: bool = False) -> RunDir:
+        """A new run directory. An existing non-empty one is refused, or, with
+        exist_ok_name, a fresh sibling name (-2, -3 ...) is picked."""
+        base = Path(path)
+        candidate, n = base, 1
+        while RunDir._taken(candidate):
+            if not exist_ok_name:
+                RunDir.check_free(candidate)
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        candidate.mkdir(parents=True, exist_ok=True)
+        return RunDir(candidate)
+
+    @staticmethod
+    def _taken(path: Path) -> bool:
+        return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+    @staticmethod
+    def check_free(path: str | os.PathLike) -> None:
+        """Refuse an --out that already holds something (checked before any work is done)."""
+        if RunDir._taken(Path(path)):
+            raise CheckpointError(f"{path} already exists and is not empty; resume it with --resume "
+                                  f"{path}, or choose another --out")
+
+    def write_setup(self, config: RunConfig, tokenizer: Tokenizer, ids: np.ndarray,
+                    corpus_info: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, ids, allow_pickle=False)
+        atomic_write(self.file(IDS), buffer.getvalue())
+        atomic_write(self.file(TOKENIZER), (save_tokenizer_json(tokenizer) + "\n").encode())
+        write_json(self.file(CONFIG), {
+            "format_version": FORMAT_VERSION,
+            "chargen_version": __version__,
+            "config": config.to_dict(),
+            "corpus": corpus_info,
+        })
+
+    # -- reading ------------------------------------------------------------------------
+    def check_exists(self) -> RunDir:
+        if not self.path.is_dir():
+            raise CheckpointError(f"{self.path}: no such run directory")
+        if not self.file(CONFIG).exists():
+            raise CheckpointError(f"{self.path} is not a chargen run directory (no {CONFIG})")
+        return self
+
+    def read_meta(self) -> dict[str, Any]:
+        meta = read_json(self.file(CONFIG))
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{self.file(CONFIG)} has format version {version!r}; this chargen reads version "
+                f"{FORMAT_VERSION} (upgrade chargen, or retrain)"
+            )
+        return meta
+
+    def read_config(self) -> RunConfig:
+        try:
+            return RunConfig.from_dict(self.read_meta().get("config", {})).validate()
+        except (TypeError, ChargenError) as err:
+            raise CheckpointError(f"{self.file(CONFIG)} holds invalid settings: {err}") from None
+
+    def read_tokenizer(self) -> Tokenizer:
+        try:
+            return tokenizer_from_dict(read_json(self.file(TOKENIZER)))
+        except ChargenError as err:
+            raise CheckpointError(f"{self.path}: {err}") from None
+
+    def read_ids(self) -> np.ndarray:
+        try:
+            return np.load(self.file(IDS), mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.file(IDS)} is missing; retrain this run") from None
+        except ValueError as err:
+            raise CheckpointError(f"{self.file(IDS)} is damaged ({err}); retrain this run") from None
+
+    def weights_file(self, which: str = "best") -> Path:
+        name = {"best": BEST, "last": LAST}.get(which, which)
+        path = self.file(name)
+        if which == "best" and not path.exists() and self.file(LAST).exists():
+            path = self.file(LAST)
+        if not path.exists():
+            raise CheckpointError(f"{self.path} has no saved weights yet ({name}); train it first")
+        return path
+
+    # -- metrics ------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.file(METRICS), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.file(METRICS)
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+        return records
+
+
+def save_checkpoint(path: Path, weights: dict[str, torch.Tensor],
+                    trainer_tensors: dict[str, torch.Tensor] | None = None,
+                    info: dict[str, Any] | None = None) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+    for key, value in (trainer_tensors or {}).items():
+        tensors[TRAINER_PREFIX + key] = value.detach().cpu().contiguous()
+    metadata = {"format_version": str(FORMAT_VERSION), "info": json.dumps(info or {})}
+    atomic_write(path, dump_safetensors(tensors, metadata=metadata))
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """-> (weights, trainer tensors, info)."""
+    try:
+        data = Path(path).read_bytes()
+        tensors = load_safetensors(data)
+        metadata = _read_metadata(data)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (SafetensorError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err}); "
+                              "it may be truncated: use the other checkpoint or retrain") from None
+    weights = {k: v for k, v in tensors.items() if not k.startswith(TRAINER_PREFIX)}
+    trainer = {k[len(TRAINER_PREFIX):]: v for k, v in tensors.items() if k.startswith(TRAINER_PREFIX)}
+    try:
+        info = json.loads(metadata.get("info", "{}"))
+    except json.JSONDecodeError:
+        info = {}
+    return weights, trainer, info
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return header.get("__metadata__", {}) or {}

@@ -1,0 +1,252 @@
+"""The command line: a thin layer over chargen.api. torch is imported only when a command
+runs, so `chargen --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import PRESETS, parse_duration, preset
+from .errors import ChargenError
+
+log = logging.getLogger("chargen")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with chargen's one-line error format."""
+
+    def error(self, message: str):
+        self.exit(2, f"chargen: error: {message} (see: {self.prog} --help)\n")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ChargenError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--max-time ")) from None
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model (fixed once a run exists)")
+    model.add_argument("--cell", choices=("lstm", "gru"))
+    model.add_argument("--hidden-size", type=int, metavar="N")
+    model.add_argument("--num-layers", "--layers", type=int, metavar="N", dest="num_layers")
+    model.add_argument("--embedding-dim", type=int, metavar="N")
+    model.add_argument("--dropout", type=float, metavar="P")
+    data = parser.add_argument_group("text and batches (fixed once a run exists)")
+    data.add_argument("--tokenizer", choices=("char", "byte"))
+    data.add_argument("--encoding", help="text encoding of the corpus files (default utf-8)")
+    data.add_argument("--keep-crlf", dest="normalize_newlines", action="store_const", const=False,
+                      help="keep CR/CRLF line ends instead of turning them into LF")
+    data.add_argument("--keep-gutenberg", dest="strip_gutenberg", action="store_const",
+                      const=False, help="keep Project Gutenberg headers and footers")
+    data.add_argument("--lowercase", action="store_const", const=True)
+    data.add_argument("--val-fraction", type=float, metavar="F",
+                      help="last fraction of the text held out for validation (default 0.1)")
+    data.add_argument("--seq-len", type=int, metavar="N")
+    data.add_argument("--batch-size", type=int, metavar="N")
+    data.add_argument("--batching", choices=("stream", "sequences"),
+                      help="stream: contiguous streams, state carried (default); "
+                           "sequences: shuffled independent sequences")
+    opt = parser.add_argument_group("training")
+    opt.add_argument("--optimizer", choices=("adamw", "adam"))
+    opt.add_argument("--lr", type=float, metavar="LR")
+    opt.add_argument("--weight-decay", type=float, metavar="W")
+    opt.add_argument("--schedule", choices=("cosine", "constant"))
+    opt.add_argument("--warmup-steps", type=int, metavar="N")
+    opt.add_argument("--min-lr-ratio", type=float, metavar="R")
+    opt.add_argument("--grad-clip", type=float, metavar="NORM")
+    opt.add_argument("--max-steps", type=int, metavar="N")
+    opt.add_argument("--max-time", type=_duration, metavar="TIME",
+                     help="training time budget, e.g. 90s, 10m, 1.5h (default 10m when no "
+                          "other limit is given)")
+    opt.add_argument("--epochs", type=float, metavar="N")
+    opt.add_argument("--eval-every", type=int, metavar="STEPS")
+    opt.add_argument("--eval-chars", type=int, metavar="N",
+                     help="validation tokens used by each evaluation (default 1,000,000)")
+    opt.add_argument("--log-every", type=int, metavar="STEPS")
+    opt.add_argument("--seed", type=int)
+    opt.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    opt.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                     help="auto: bf16 autocast where the hardware runs it fast, else fp32")
+
+
+_TRAIN_FIELDS = (
+    "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
+    "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
+    "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
+    "eval_every eval_chars log_every seed device precision"
+).split()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="chargen", description=(
+        "Train LSTM/GRU language models on any text and generate from them."))
+    parser.add_argument("--version", action="version", version=f"chargen {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback on errors (or set CHARGEN_TRACEBACK=1)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model on text (or --resume a run)")
+    train.add_argument("corpus", nargs="*", help="text files, directories, or builtin:python-docs"
+                                                 " (the default)")
+    train.add_argument("--out", help="run directory (default runs/<corpus name>, never reused)")
+    train.add_argument("--resume", metavar="RUN", help="continue a run where it stopped")
+    train.add_argument("--preset", help=f"named settings: {', '.join(PRESETS)}")
+    train.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    _add_train_flags(train)
+
+    sample = commands.add_parser("sample", help="generate text from a trained run")
+    sample.add_argument("run", help="run directory")
+    sample.add_argument("--prime", help="text to continue (default: a random training slice)")
+    sample.add_argument("--length", type=int, default=500, help="tokens to generate (500)")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--top-k", type=int, default=0, help="keep the K likeliest (0: all)")
+    sample.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    sample.add_argument("--num", type=int, default=1, help="samples, generated as one batch")
+    sample.add_argument("--seed", type=int)
+    sample.add_argument("--greedy", action="store_true", help="always the likeliest token")
+    sample.add_argument("--which", choices=("best", "last"), default="best")
+    sample.add_argument("--device", default="cpu")
+
+    evaluate = commands.add_parser("eval", help="loss of a trained run on some text")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("files", nargs="+", help="text files or directories")
+
+    demo = commands.add_parser("demo", help="train briefly on the built-in corpus and sample")
+    demo.add_argument("--out", help="run directory (default runs/python-docs-N)")
+    demo.add_argument("--max-time", type=_duration, metavar="TIME")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import api
+
+    if args.resume and (args.corpus or args.preset or args.out):
+        raise ChargenError_usage("--resume takes no corpus, --preset or --out: the run has them")
+    overrides = preset(args.preset) if args.preset else {}
+    overrides.update({k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None})
+    result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
+                       **overrides)
+    _report_training(result)
+    return 0
+
+
+def _report_training(result) -> None:
+    log.info("done: %d steps in %.0f s; best validation %.4f nats/char (%.3f bits/char) at step"
+             " %d", result.steps, result.elapsed, result.best_val, result.best_bits,
+             result.best_step)
+    log.info("run directory: %s  (sample it: chargen sample %s)", result.run_dir, result.run_dir)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from . import api
+    from .config import SampleConfig
+
+    settings = SampleConfig(length=args.length, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, num=args.num, greedy=args.greedy,
+                            seed=args.seed).validate()
+    model = api.load(args.run, which=args.which, device=args.device)
+    prime = args.prime if args.prime is not None else model.random_prime(args.seed)
+    _print_samples(model, prime, vars(settings))
+    return 0
+
+
+def _print_samples(model, prime: str, settings: dict) -> None:
+    out = sys.stdout
+    if settings["num"] == 1:
+        out.write(prime)
+        for piece in model.generate(prime, **settings):
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        return
+    for i, text in enumerate(model.sample(prime, **settings), start=1):
+        out.write(f"--- sample {i} of {settings['num']} ---\n{prime}{text}\n")
+    out.flush()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import api
+
+    result = api.evaluate_text(args.run, args.files)
+    print(f"nats/char {result.nats:.4f}  bits/char {result.bits:.4f}  "
+          f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import api
+
+    overrides = preset("demo")
+    if args.max_time:
+        overrides["max_time"] = args.max_time
+    result = api.train("builtin:python-docs", args.out, **overrides)
+    _report_training(result)
+    model = api.load(str(result.run_dir))
+    print(f"validation: {result.best_val:.4f} nats/char = {result.best_bits:.3f} bits/char\n")
+    for i in range(3):
+        prime = model.random_prime(seed=i)
+        _print_samples(model, prime, {"length": 300, "temperature": 0.8, "seed": i, "num": 1})
+        print()
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by the CLI itself
+    exit_code = 2
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each message."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # usage errors and --help: argparse has printed its message
+        return int(exit_.code or 0)
+    quiet = getattr(args, "quiet", False)
+    _setup_logging(quiet)
+    show_traceback = args.traceback or os.environ.get("CHARGEN_TRACEBACK") == "1"
+    try:
+        return COMMANDS[args.command](args)
+    except ChargenError as err:
+        if show_traceback:
+            raise
+        print(f"chargen: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except (OSError, MemoryError) as err:
+        if show_traceback:
+            raise
+        print(f"chargen: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("chargen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

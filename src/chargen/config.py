@@ -1,0 +1,234 @@
+"""Frozen, typed settings for a run, their validation, and the named presets.
+
+Precedence: defaults < preset < flags. Field names are unique across the three sections so
+that flags map onto them one to one (`--hidden-size` -> ModelConfig.hidden_size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = "lstm"
+    hidden_size: int = 512
+    num_layers: int = 2
+    embedding_dim: int = 64
+    dropout: float = 0.25
+
+    def validate(self) -> None:
+        _choice("cell", self.cell, ("lstm", "gru"))
+        _positive("hidden_size", self.hidden_size, limit=16384)
+        _positive("num_layers", self.num_layers, limit=64)
+        _positive("embedding_dim", self.embedding_dim, limit=16384)
+        _fraction("dropout", self.dropout, upper_open=True)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    tokenizer: str = "char"
+    encoding: str = "utf-8"
+    normalize_newlines: bool = True
+    strip_gutenberg: bool = True
+    lowercase: bool = False
+    val_fraction: float = 0.1
+    seq_len: int = 100
+    batch_size: int = 64
+    batching: str = "stream"
+
+    def validate(self) -> None:
+        _choice("tokenizer", self.tokenizer, ("char", "byte"))
+        _choice("batching", self.batching, ("stream", "sequences"))
+        _fraction("val_fraction", self.val_fraction, upper_open=True, lower_open=True)
+        _positive("seq_len", self.seq_len, limit=1_000_000)
+        _positive("batch_size", self.batch_size, limit=1_000_000)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    max_steps: int | None = None
+    max_time: float | None = None
+    epochs: float | None = None
+    eval_every: int = 200
+    eval_chars: int = 1_000_000
+    log_every: int = 50
+    seed: int = 1234
+    device: str = "auto"
+    precision: str = "auto"
+
+    def validate(self) -> None:
+        _choice("optimizer", self.optimizer, ("adamw", "adam"))
+        _choice("schedule", self.schedule, ("cosine", "constant"))
+        _choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        _positive("lr", self.lr, limit=10.0)
+        _non_negative("weight_decay", self.weight_decay)
+        _non_negative("warmup_steps", self.warmup_steps)
+        _fraction("min_lr_ratio", self.min_lr_ratio)
+        _non_negative("grad_clip", self.grad_clip)
+        for name in ("max_steps", "max_time", "epochs"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        _positive("eval_every", self.eval_every)
+        _positive("eval_chars", self.eval_chars)
+        _positive("log_every", self.log_every)
+        _non_negative("seed", self.seed)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(self.device)):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        sections = {}
+        for section in fields(cls):
+            values = raw.get(section.name, {})
+            section_type = section.default_factory
+            known = {f.name for f in fields(section_type)}
+            unknown = set(values) - known
+            if unknown:
+                raise ConfigError(f"unknown {section.name} setting(s): {', '.join(sorted(unknown))}")
+            sections[section.name] = section_type(**values)
+        return cls(**sections)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
+        """Apply flat {field: value} overrides; None values mean 'not given'."""
+        remaining = {k: v for k, v in overrides.items() if v is not None}
+        sections = {}
+        for section in fields(self):
+            current = getattr(self, section.name)
+            names = {f.name for f in fields(current)}
+            mine = {k: remaining.pop(k) for k in list(remaining) if k in names}
+            sections[section.name] = dataclasses.replace(current, **mine)
+        if remaining:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(remaining))}")
+        return RunConfig(**sections)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    length: int = 500
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num: int = 1
+    greedy: bool = False
+    seed: int | None = None
+
+    def validate(self) -> SampleConfig:
+        _non_negative("length", self.length)
+        _non_negative("top_k", self.top_k)
+        _positive("num", self.num, limit=4096)
+        if not _is_number(self.temperature) or self.temperature < 0:
+            raise ConfigError(f"--temperature must be 0 or more (got {self.temperature})")
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        return self
+
+
+# Presets: flat overrides of RunConfig fields. The tutorial recipes join these later.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "demo": {
+        "hidden_size": 256,
+        "num_layers": 2,
+        "dropout": 0.1,
+        "max_time": 110.0,
+        "eval_every": 100,
+    },
+    "tiny": {
+        "hidden_size": 32,
+        "num_layers": 1,
+        "embedding_dim": 16,
+        "dropout": 0.0,
+        "seq_len": 32,
+        "batch_size": 8,
+        "max_steps": 20,
+        "eval_every": 10,
+        "warmup_steps": 0,
+    },
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1.5h' -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(f"--max-time must be a duration like 90s, 10m or 1.5h (got {text!r})")
+    unit = match.group(2).lower() if match.group(2) else None
+    seconds = float(match.group(1)) * _UNIT_SECONDS[unit]
+    if seconds <= 0:
+        raise ConfigError(f"--max-time must be more than zero (got {text!r})")
+    return seconds
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _positive(name: str, value: Any, limit: float | None = None) -> None:
+    if not _is_number(value) or value <= 0:
+        raise ConfigError(f"{_flag(name)} must be more than zero (got {value})")
+    if limit is not None and value > limit:
+        raise ConfigError(f"{_flag(name)} is too large (got {value}, at most {limit:g})")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    if not _is_number(value) or value < 0:
+        raise ConfigError(f"{_flag(name)} must be zero or more (got {value})")
+
+
+def _fraction(name: str, value: Any, upper_open=False, lower_open=False) -> None:
+    ok = _is_number(value) and (value > 0 if lower_open else value >= 0)
+    ok = ok and (value < 1 if upper_open else value <= 1)
+    if not ok:
+        low, high = "(" if lower_open else "[", ")" if upper_open else "]"
+        raise ConfigError(f"{_flag(name)} must be in {low}0, 1{high} (got {value})")

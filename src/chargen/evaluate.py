@@ -1,0 +1,56 @@
+"""Loss on held-out ids: nats, bits and perplexity per token (per character at char level)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .data import eval_windows
+from .model import RNNLanguageModel, detach_state
+from .runtime import autocast
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    nats: float
+    tokens: int
+
+    @property
+    def bits(self) -> float:
+        return self.nats / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.nats, 700.0))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"nats": self.nats, "bits": self.bits, "perplexity": self.perplexity,
+                "tokens": self.tokens}
+
+
+@torch.no_grad()
+def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device: torch.device,
+                 dtype: torch.dtype | None = None, max_tokens: int | None = None) -> Evaluation:
+    """Mean next-token loss over `ids`, read as contiguous streams with the state carried
+    between chunks (the model sees the text as it would when generating)."""
+    if max_tokens is not None and len(ids) > max_tokens + 1:
+        ids = ids[: max_tokens + 1]
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0, None
+    try:
+        for x, y in eval_windows(np.asarray(ids), seq_len):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast(device, dtype):
+                logits, state = model(x, state)
+            state = detach_state(state)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+            total += float(loss)
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    return Evaluation(nats=total / max(count, 1), tokens=count)

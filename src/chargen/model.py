@@ -1,0 +1,59 @@
+"""Embedding -> fused LSTM/GRU -> linear head. The recurrent state is explicit."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RNNLanguageModel(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, config.embedding_dim)
+        self.rnn = _CELLS[config.cell](
+            config.embedding_dim,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.head_dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, vocab_size)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
+        hidden, state = self.rnn(self.embedding(ids), state)
+        return self.head(self.head_dropout(hidden)), state
+
+    def init_state(self, batch_size: int, device=None) -> State:
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        zeros = torch.zeros(shape, device=device)
+        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph between truncated-BPTT windows, keeping the values."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def select_state(state: State, rows) -> State:
+    """The state of some rows of the batch (e.g. to repeat one prompt's state)."""
+    if isinstance(state, tuple):
+        return tuple(s[:, rows] for s in state)
+    return state[:, rows]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

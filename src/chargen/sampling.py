@@ -1,0 +1,84 @@
+"""Sampling: small pure functions over logits, and one generator that yields text pieces.
+
+The prompt is consumed in one forward pass; then one step per token with the state carried.
+Several samples run as one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from .config import SampleConfig
+from .model import RNNLanguageModel, select_state
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    return logits / temperature if temperature != 1.0 else logits
+
+
+def mask_ids(logits: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
+    if not banned:
+        return logits
+    logits = logits.clone()
+    logits[..., list(banned)] = float("-inf")
+    return logits
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (k=0 keeps all)."""
+    if k <= 0 or k >= logits.size(-1):
+        return logits
+    threshold = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of tokens whose probability reaches p."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    before = torch.cumsum(probs, dim=-1) - probs  # mass of the tokens ranked above
+    sorted_logits = sorted_logits.masked_fill(before >= p, float("-inf"))
+    return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+
+
+def choose_next(logits: torch.Tensor, config: SampleConfig, banned: Sequence[int],
+                generator: torch.Generator | None) -> torch.Tensor:
+    """(batch, vocab) logits -> (batch,) next ids."""
+    logits = mask_ids(logits.float(), banned)
+    if config.greedy or config.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = apply_temperature(logits, config.temperature)
+    logits = top_p_filter(top_k_filter(logits, config.top_k), config.top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
+                 banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
+    """prompt: (prompt_len,) ids. Yields config.length tensors of shape (config.num,)."""
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+    logits, state = model(prompt.to(device).view(1, -1))
+    rows = torch.zeros(config.num, dtype=torch.long, device=device)
+    logits, state = logits[:, -1].index_select(0, rows), select_state(state, rows)
+    for _ in range(config.length):
+        next_ids = choose_next(logits, config, banned, generator)
+        yield next_ids
+        logits, state = model(next_ids.view(-1, 1), state)
+        logits = logits[:, -1]
+
+
+def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,
+                  config: SampleConfig) -> Iterator[list[str]]:
+    """Yields, per step, one text piece per sample (a piece may be empty while a byte-level
+    sample is in the middle of a multi-byte character)."""
+    decoders = [tokenizer.stream_decoder() for _ in range(config.num)]
+    for ids in generate_ids(model, prompt_ids, config, tokenizer.never_sample):
+        yield [decode([token]) for decode, token in zip(decoders, ids.tolist())]

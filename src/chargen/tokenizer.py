@@ -1,0 +1,125 @@
+"""Text <-> token ids. Char level (sorted distinct characters + an unknown id) or byte level.
+
+Encoding is vectorised with numpy: code points are looked up with searchsorted, never
+one character at a time in Python.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any
+
+import numpy as np
+
+from .errors import TokenizerError
+
+UNKNOWN = "[UNK]"
+
+
+def narrowest_dtype(vocab_size: int) -> np.dtype:
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise TokenizerError(f"vocabulary of {vocab_size} ids is too large")
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+class CharTokenizer:
+    """Id 0 is the unknown token; ids 1..n are the distinct characters in code-point order."""
+
+    kind = "char"
+    unknown_id = 0
+
+    def __init__(self, chars: list[str]):
+        if any(len(c) != 1 for c in chars):
+            raise TokenizerError("a character tokenizer holds single characters only")
+        self.chars = sorted(set(chars))
+        self._points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        self._table = np.array([UNKNOWN, *self.chars], dtype=object)
+
+    @classmethod
+    def fit(cls, text: str) -> CharTokenizer:
+        points = np.unique(_code_points(text))
+        return cls([chr(p) for p in points.tolist()])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars) + 1
+
+    @property
+    def never_sample(self) -> list[int]:
+        return [self.unknown_id]
+
+    def encode(self, text: str) -> np.ndarray:
+        points = _code_points(text)
+        pos = np.searchsorted(self._points, points)
+        pos_clipped = np.minimum(pos, len(self._points) - 1)
+        known = self._points[pos_clipped] == points if len(self._points) else np.zeros(len(points), bool)
+        ids = np.where(known, pos_clipped + 1, self.unknown_id)
+        return ids.astype(narrowest_dtype(self.vocab_size))
+
+    def unknown_chars(self, text: str) -> list[str]:
+        ids = self.encode(text)
+        return sorted({text[i] for i in np.flatnonzero(ids == self.unknown_id).tolist()})
+
+    def decode(self, ids) -> str:
+        return "".join(self._table[np.asarray(ids, dtype=np.int64)].tolist())
+
+    def stream_decoder(self):
+        return self.decode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "unknown": UNKNOWN, "chars": "".join(self.chars)}
+
+
+class ByteTokenizer:
+    """The UTF-8 bytes of the text: 256 ids, nothing is ever unknown."""
+
+    kind = "byte"
+    vocab_size = 256
+    never_sample: list[int] = []
+
+    @classmethod
+    def fit(cls, text: str) -> ByteTokenizer:
+        return cls()
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8).copy()
+
+    def unknown_chars(self, text: str) -> list[str]:
+        return []
+
+    def decode(self, ids) -> str:
+        return bytes(np.asarray(ids, dtype=np.uint8).tolist()).decode("utf-8", "replace")
+
+    def stream_decoder(self):
+        """A decoder for ids arriving piece by piece: holds back incomplete UTF-8 sequences."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        return lambda ids: decoder.decode(bytes(np.asarray(ids, dtype=np.uint8).tolist()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind}
+
+
+Tokenizer = CharTokenizer | ByteTokenizer
+
+
+def fit_tokenizer(kind: str, text: str) -> Tokenizer:
+    return {"char": CharTokenizer, "byte": ByteTokenizer}[kind].fit(text)
+
+
+def tokenizer_from_dict(raw: dict[str, Any]) -> Tokenizer:
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "char" and isinstance(raw.get("chars"), str):
+        return CharTokenizer(list(raw["chars"]))
+    if kind == "byte":
+        return ByteTokenizer()
+    raise TokenizerError("tokenizer.json is malformed: expected type 'char' with chars, or 'byte'")
+
+
+def save_tokenizer_json(tokenizer: Tokenizer) -> str:
+    return json.dumps(tokenizer.to_dict(), ensure_ascii=False)

@@ -1,0 +1,264 @@
+"""The training loop: optimiser, schedule, clipping, evaluation, checkpoints, resume, signals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .checkpoint import BEST, LAST, RunDir, load_checkpoint, save_checkpoint
+from .config import RunConfig, TrainConfig
+from .data import make_batches
+from .errors import ChargenError, CheckpointError
+from .evaluate import evaluate_ids
+from .model import RNNLanguageModel, detach_state
+from .progress import Progress
+from .runtime import autocast
+
+log = logging.getLogger("chargen")
+
+
+class TrainingInterrupted(ChargenError):
+    """SIGINT/SIGTERM: the last checkpoint was saved; exit_code follows the signal."""
+
+
+class TrainingDiverged(ChargenError):
+    pass
+
+
+def lr_factor(progress: float, step: int, config: TrainConfig) -> float:
+    """Linear warmup over warmup_steps, then cosine from 1 down to min_lr_ratio as training
+    progress (a fraction of the step or time budget) goes from 0 to 1."""
+    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.schedule == "constant":
+        return warmup
+    cosine = 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return warmup * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # Decay the matrices only; biases and the (small) embedding stay undecayed.
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": rest, "weight_decay": 0.0}]
+    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
+    if config.optimizer == "adam":
+        groups[0]["weight_decay"] = 0.0
+    return optimizer(groups, lr=config.lr)
+
+
+@dataclass
+class Progression:
+    """What resume restores besides weights and optimiser."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    best_val: float = math.inf
+    best_step: int = -1
+
+
+class Trainer:
+    def __init__(self, model: RNNLanguageModel, config: RunConfig, train_ids: np.ndarray,
+                 val_ids: np.ndarray, run: RunDir, device: torch.device,
+                 dtype: torch.dtype | None, quiet: bool = False):
+        self.model, self.config, self.run = model, config, run
+        self.cfg = config.train
+        self.val_ids, self.device, self.dtype, self.quiet = val_ids, device, dtype, quiet
+        self.batches = make_batches(config.data.batching, train_ids, config.data.batch_size,
+                                    config.data.seq_len, self.cfg.seed)
+        self.optimizer = make_optimizer(model, self.cfg)
+        self.progression = Progression()
+        self.carried = None
+        self.total_steps = self._total_steps()
+        self._stop_signal: int | None = None
+
+    def _total_steps(self) -> int | None:
+        limits = []
+        if self.cfg.max_steps is not None:
+            limits.append(int(self.cfg.max_steps))
+        if self.cfg.epochs is not None:
+            limits.append(max(1, round(self.cfg.epochs * self.batches.steps_per_epoch)))
+        return min(limits) if limits else None
+
+    # -- resume -------------------------------------------------------------------------
+    def restore(self) -> None:
+        weights, tensors, info = load_checkpoint(self.run.file(LAST))
+        if "progression" not in info:
+            raise CheckpointError(f"{self.run.file(LAST)} holds no trainer state; cannot resume")
+        self.model.load_state_dict(weights)
+        groups = info["optimizer_groups"]
+        state = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        torch.set_rng_state(tensors["rng"])
+        carried = [tensors[k] for k in sorted(tensors) if k.startswith("carried.")]
+        self.carried = None if not carried else (
+            tuple(c.to(self.device) for c in carried) if len(carried) > 1 else carried[0].to(self.device)
+        )
+        self.progression = Progression(**info["progression"])
+
+    def _trainer_tensors(self) -> tuple[dict, dict]:
+        opt = self.optimizer.state_dict()
+        tensors = {"rng": torch.get_rng_state()}
+        for index, entries in opt["state"].items():
+            for name, value in entries.items():
+                tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value)
+        carried = self.carried if isinstance(self.carried, tuple) else (
+            () if self.carried is None else (self.carried,))
+        for i, value in enumerate(carried):
+            tensors[f"carried.{i}"] = value
+        info = {"progression": vars(self.progression),
+                "optimizer_groups": json.loads(json.dumps(opt["param_groups"]))}
+        return tensors, info
+
+    def save_last(self) -> None:
+        tensors, info = self._trainer_tensors()
+        save_checkpoint(self.run.file(LAST), self.model.state_dict(), tensors, info)
+
+    # -- the loop -----------------------------------------------------------------------
+    def fit(self) -> Progression:
+        p = self.progression
+        self.model.to(self.device).train()
+        start_time, start_elapsed = time.monotonic(), p.elapsed
+        window = _Window(p.step, time.monotonic())
+        progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet)
+        with _signals(self), progress:
+            while not self._finished():
+                loss = self._train_step(p.step)
+                window.add(loss)
+                p.step += 1
+                p.elapsed = start_elapsed + time.monotonic() - start_time
+                if p.step % self.cfg.log_every == 0 or self._finished():
+                    self._log(window, progress)
+                ending = self._finished() and self._stop_signal is None
+                if p.step % self.cfg.eval_every == 0 or ending:
+                    self._evaluate(progress)
+                    self.save_last()
+        if self._stop_signal is not None:
+            self.save_last()
+            name = signal.Signals(self._stop_signal).name
+            err = TrainingInterrupted(f"{name}: stopped at step {p.step} and saved; continue with "
+                                      f"chargen train --resume {self.run.path}")
+            err.exit_code = 128 + self._stop_signal
+            raise err
+        return p
+
+    def _finished(self) -> bool:
+        p = self.progression
+        if self._stop_signal is not None:
+            return True
+        if self.total_steps is not None and p.step >= self.total_steps:
+            return True
+        return self.cfg.max_time is not None and p.elapsed >= self.cfg.max_time
+
+    def _progress_fraction(self) -> float:
+        p, fractions = self.progression, []
+        if self.total_steps:
+            fractions.append(p.step / self.total_steps)
+        if self.cfg.max_time:
+            fractions.append(p.elapsed / self.cfg.max_time)
+        return max(fractions) if fractions else 0.0
+
+    def _train_step(self, step: int) -> torch.Tensor:
+        lr = self.cfg.lr * lr_factor(self._progress_fraction(), step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.batches.batch(step)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        state = None if self.batches.starts_new_stream(step) else self.carried
+        with autocast(self.device, self.dtype):
+            logits, state = self.model(x, state)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.carried = detach_state(state) if self.config.data.batching == "stream" else None
+        return loss.detach()
+
+    def _log(self, window: _Window, progress: Progress) -> None:
+        p = self.progression
+        loss, chars_per_s = window.flush(p.step, self.config.data)
+        if not math.isfinite(loss) or loss > 100:
+            raise TrainingDiverged(
+                f"training diverged at step {p.step} (loss {loss}); the checkpoints saved before "
+                "are intact: lower --lr or resume from them"
+            )
+        record = {"step": p.step, "time": round(p.elapsed, 3), "train_loss": loss,
+                  "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": round(chars_per_s)}
+        self.run.append_metrics(record)
+        progress.update(p.step, p.elapsed, loss=loss, chars_per_s=chars_per_s)
+
+    def _evaluate(self, progress: Progress) -> None:
+        p = self.progression
+        result = evaluate_ids(self.model, self.val_ids, self.config.data.seq_len, self.device,
+                              self.dtype, self.cfg.eval_chars)
+        improved = result.nats < p.best_val
+        if improved:
+            p.best_val, p.best_step = result.nats, p.step
+            info = {"step": p.step, "val_loss": result.nats}
+            save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
+        self.run.append_metrics({"step": p.step, "time": round(p.elapsed, 3),
+                                 "val_loss": result.nats, "val_bpc": result.bits,
+                                 "best": improved})
+        progress.validation(p.step, result.nats, result.bits, improved)
+
+
+class _Window:
+    """Training loss summed on the device between log points (no host sync per step)."""
+
+    def __init__(self, step: int, now: float):
+        self.step, self.time, self.total, self.count = step, now, None, 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total = loss if self.total is None else self.total + loss
+        self.count += 1
+
+    def flush(self, step: int, data) -> tuple[float, float]:
+        now = time.monotonic()
+        loss = float(self.total) / max(self.count, 1) if self.total is not None else math.nan
+        chars = (step - self.step) * data.batch_size * data.seq_len
+        rate = chars / max(now - self.time, 1e-9)
+        self.step, self.time, self.total, self.count = step, now, None, 0
+        return loss, rate
+
+
+class _signals:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT exits."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.trainer._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.trainer._stop_signal = signum
+        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving "
+              "(press Ctrl-C again to quit at once)", file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = {}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False

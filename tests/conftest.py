@@ -1,0 +1,55 @@
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from chargen.config import preset
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum".split()
+
+
+def make_text(n_chars: int, seed: int = 0) -> str:
+    """Deterministic English-like text with newlines."""
+    rng = random.Random(seed)
+    lines, size = [], 0
+    while size < n_chars:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize() + "."
+        lines.append(line)
+        size += len(line) + 1
+    return "\n".join(lines)[:n_chars] + "\n"
+
+
+def tiny_settings(**overrides):
+    """The tiny preset on CPU in fp32, so results are exact and quick."""
+    settings = preset("tiny")
+    settings.update(device="cpu", precision="fp32", log_every=5)
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(make_text(6000), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny run shared by the read-only tests."""
+    from chargen import api
+
+    base = tmp_path_factory.mktemp("trained")
+    corpus = base / "corpus.txt"
+    corpus.write_text(make_text(6000), encoding="utf-8")
+    result = api.train(str(corpus), str(base / "run"), quiet=True, **tiny_settings())
+    return result.run_dir
+
+
+@pytest.fixture
+def corpora_dir() -> Path:
+    value = os.environ.get("CHARGEN_CORPORA")
+    if not value or not Path(value).is_dir():
+        pytest.skip("CHARGEN_CORPORA is not set to the shared corpora directory (make test sets it)")
+    return Path(value)

@@ -1,0 +1,62 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from chargen.config import ModelConfig
+from chargen.model import RNNLanguageModel, count_parameters, detach_state, select_state
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_whole_sequence_equals_one_token_at_a_time(cell):
+    torch.manual_seed(0)
+    model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=24, num_layers=2,
+                                         embedding_dim=8, dropout=0.3), vocab_size=11).eval()
+    ids = torch.randint(0, 11, (3, 17))
+    whole, whole_state = model(ids)
+    state, steps = None, []
+    for t in range(ids.size(1)):
+        logits, state = model(ids[:, t : t + 1], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=1e-5, atol=1e-5)
+    for a, b in zip(state if cell == "lstm" else (state,), whole_state if cell == "lstm" else (whole_state,)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_shapes_and_initial_state():
+    model = RNNLanguageModel(ModelConfig(hidden_size=16, num_layers=3, embedding_dim=4), 9)
+    logits, (h, c) = model(torch.zeros(2, 5, dtype=torch.long))
+    assert logits.shape == (2, 5, 9) and h.shape == c.shape == (3, 2, 16)
+    zero = model.init_state(2)
+    explicit, _ = model(torch.zeros(2, 5, dtype=torch.long), zero)
+    torch.testing.assert_close(model.eval()(torch.zeros(2, 5, dtype=torch.long))[0],
+                               model(torch.zeros(2, 5, dtype=torch.long), zero)[0])
+    assert explicit.shape == logits.shape
+    assert count_parameters(model) > 0
+
+
+def test_state_helpers():
+    h = torch.randn(2, 4, 3, requires_grad=True)
+    state = (h * 2, h * 3)
+    detached = detach_state(state)
+    assert all(not s.requires_grad for s in detached)
+    picked = select_state(detached, torch.tensor([1, 1, 3]))
+    assert picked[0].shape == (2, 3, 3)
+    assert torch.equal(picked[1][:, 0], detached[1][:, 1])
+    assert detach_state(None) is None
+
+
+def test_tiny_model_overfits_a_short_text():
+    torch.manual_seed(0)
+    text = "hello world, hello chargen. "
+    vocab = sorted(set(text))
+    ids = torch.tensor([[vocab.index(c) for c in text * 4]])
+    model = RNNLanguageModel(ModelConfig(hidden_size=64, num_layers=1, embedding_dim=16,
+                                         dropout=0.0), len(vocab))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        logits, _ = model(ids[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05

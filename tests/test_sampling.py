@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from chargen.config import ModelConfig, SampleConfig
+from chargen.errors import ConfigError
+from chargen.model import RNNLanguageModel
+from chargen.sampling import (
+    choose_next,
+    generate_ids,
+    mask_ids,
+    top_k_filter,
+    top_p_filter,
+)
+
+LOGITS = torch.log(torch.tensor([[0.5, 0.25, 0.15, 0.1]]))
+
+
+def test_top_k_keeps_the_k_largest():
+    kept = top_k_filter(LOGITS, 2)
+    assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
+    assert torch.equal(top_k_filter(LOGITS, 0), LOGITS)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    assert torch.isfinite(top_p_filter(LOGITS, 0.7)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(LOGITS, 0.5)).tolist() == [[True, False, False, False]]
+    assert torch.isfinite(top_p_filter(LOGITS, 0.76)).tolist() == [[True, True, True, False]]
+    assert torch.equal(top_p_filter(LOGITS, 1.0), LOGITS)
+
+
+def test_mask_and_greedy():
+    masked = mask_ids(LOGITS, [0])
+    assert masked[0, 0] == -math.inf and LOGITS[0, 0] != -math.inf
+    greedy = choose_next(LOGITS, SampleConfig(greedy=True), [0], None)
+    assert greedy.tolist() == [1]
+    assert choose_next(LOGITS, SampleConfig(temperature=0), [], None).tolist() == [0]
+
+
+def test_banned_ids_are_never_sampled():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[5.0, 0.0, 0.0]]).repeat(500, 1)
+    picks = choose_next(logits, SampleConfig(temperature=2.0), [0], generator)
+    assert 0 not in picks.tolist()
+
+
+def test_temperature_sharpens_and_flattens():
+    generator = torch.Generator().manual_seed(0)
+    logits = LOGITS.repeat(4000, 1)
+    cold = choose_next(logits, SampleConfig(temperature=0.2), [], generator)
+    hot = choose_next(logits, SampleConfig(temperature=5.0), [], generator)
+    assert (cold == 0).float().mean() > 0.9
+    assert (hot == 0).float().mean() < 0.4
+
+
+def _model():
+    torch.manual_seed(0)
+    return RNNLanguageModel(ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8), 7)
+
+
+def test_generation_is_batched_and_seeded():
+    model = _model()
+    prompt = torch.tensor([1, 2, 3])
+    config = SampleConfig(length=20, num=4, seed=11)
+    first = torch.stack(list(generate_ids(model, prompt, config)), dim=1)
+    again = torch.stack(list(generate_ids(model, prompt, config)), dim=1)
+    assert first.shape == (4, 20)
+    assert torch.equal(first, again)
+    assert len({tuple(row) for row in first.tolist()}) > 1  # the samples differ
+
+
+def test_greedy_generation_matches_a_manual_loop():
+    model = _model().eval()
+    prompt = torch.tensor([1, 2, 3])
+    generated = [int(t) for t in generate_ids(model, prompt, SampleConfig(length=10, greedy=True))]
+    ids = prompt.tolist()
+    with torch.no_grad():
+        for _ in range(10):
+            logits, _ = model(torch.tensor([ids]))
+            ids.append(int(logits[0, -1].argmax()))
+    assert generated == ids[3:]
+
+
+@pytest.mark.parametrize("settings, flag", [
+    ({"temperature": -0.1}, "--temperature"),
+    ({"temperature": float("nan")}, "--temperature"),
+    ({"top_p": 0.0}, "--top-p"),
+    ({"top_p": 1.5}, "--top-p"),
+    ({"top_k": -1}, "--top-k"),
+    ({"length": -5}, "--length"),
+    ({"num": 0}, "--num"),
+])
+def test_sample_settings_are_validated(settings, flag):
+    with pytest.raises(ConfigError, match=flag):
+        SampleConfig(**settings).validate()

@@ -1,0 +1,146 @@
+import json
+
+import pytest
+import torch
+from conftest import make_text, tiny_settings
+from safetensors.torch import load_file
+
+from chargen import api
+from chargen.checkpoint import BEST, CONFIG, LAST, METRICS, RunDir, atomic_write
+from chargen.config import TrainConfig
+from chargen.errors import CheckpointError, ConfigError
+from chargen.train import lr_factor
+
+
+def _train(tmp_path, name="run", **overrides):
+    corpus = tmp_path / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(make_text(6000), encoding="utf-8")
+    return api.train(str(corpus), str(tmp_path / name), quiet=True, **tiny_settings(**overrides))
+
+
+def test_run_directory_is_self_contained(trained_run):
+    files = {p.name for p in trained_run.iterdir()}
+    assert {CONFIG, "tokenizer.json", "ids.npy", BEST, LAST, METRICS} <= files
+    meta = json.loads((trained_run / CONFIG).read_text())
+    assert meta["format_version"] == 1 and "chargen_version" in meta
+    assert meta["config"]["model"]["hidden_size"] == 32
+    assert not [p for p in trained_run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_metrics_log_training_and_validation(trained_run):
+    records = RunDir(trained_run).read_metrics()
+    val = [r for r in records if "val_loss" in r]
+    train = [r for r in records if "train_loss" in r]
+    assert val and train
+    assert val[-1]["step"] == 20
+    assert all(abs(r["val_bpc"] - r["val_loss"] / 0.6931471805599453) < 1e-9 for r in val)
+
+
+def test_training_lowers_the_loss(trained_run):
+    val = [r["val_loss"] for r in RunDir(trained_run).read_metrics() if "val_loss" in r]
+    assert val[-1] < val[0]
+
+
+def test_best_weights_hold_the_lowest_validation(trained_run):
+    model = api.load(str(trained_run))
+    records = RunDir(trained_run).read_metrics()
+    best = min(r["val_loss"] for r in records if "val_loss" in r)
+    run_ids = RunDir(trained_run).read_ids()
+    val_ids = run_ids[len(run_ids) - int(len(run_ids) * 0.1):]
+    from chargen.evaluate import evaluate_ids
+
+    again = evaluate_ids(model.net, val_ids, model.config.data.seq_len, torch.device("cpu"))
+    assert again.nats == pytest.approx(best, rel=1e-5)
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path, trained_run):
+    model = api.load(str(trained_run))
+    ids = torch.randint(1, model.net.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before, _ = model.net(ids)
+    weights = load_file(str(trained_run / BEST))
+    fresh = api.load(str(trained_run))
+    fresh.net.load_state_dict(weights)
+    with torch.no_grad():
+        after, _ = fresh.net(ids)
+    assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("batching", ["stream", "sequences"])
+def test_resume_is_exact(tmp_path, batching):
+    # A constant schedule: a cosine planned for 12 steps differs from one planned for 24.
+    settings = {"batching": batching, "schedule": "constant", "warmup_steps": 5, "dropout": 0.2,
+                "num_layers": 2}
+    straight = _train(tmp_path, "straight", max_steps=24, **settings)
+    _train(tmp_path, "split", max_steps=12, **settings)
+    resumed = api.train(resume=str(tmp_path / "split"), max_steps=24, quiet=True)
+    assert resumed.steps == straight.steps == 24
+    a = load_file(str(tmp_path / "straight" / LAST))
+    b = load_file(str(tmp_path / "split" / LAST))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    val = [{r["step"]: r["val_loss"] for r in RunDir(tmp_path / name).read_metrics()
+            if "val_loss" in r} for name in ("straight", "split")]
+    assert val[0][10] == val[1][10] and val[0][20] == val[1][20]
+
+
+def test_resume_refuses_a_conflicting_model_flag(tmp_path):
+    _train(tmp_path, max_steps=4)
+    before = (tmp_path / "run" / LAST).read_bytes()
+    with pytest.raises(ConfigError, match="--hidden-size"):
+        api.train(resume=str(tmp_path / "run"), hidden_size=64, quiet=True)
+    assert (tmp_path / "run" / LAST).read_bytes() == before
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    _train(tmp_path, max_steps=2)
+    config = (tmp_path / "run" / CONFIG).read_bytes()
+    with pytest.raises(CheckpointError, match="already exists"):
+        _train(tmp_path, max_steps=2)
+    assert (tmp_path / "run" / CONFIG).read_bytes() == config
+
+
+def test_default_run_directory_gets_a_fresh_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.txt").write_text(make_text(6000))
+    first = api.train("book.txt", quiet=True, **tiny_settings(max_steps=2))
+    second = api.train("book.txt", quiet=True, **tiny_settings(max_steps=2))
+    assert first.run_dir.name == "book" and second.run_dir.name == "book-2"
+
+
+def test_max_time_stops_training(tmp_path):
+    result = _train(tmp_path, max_steps=None, max_time=0.5)
+    assert result.elapsed >= 0.5 and result.steps > 0
+
+
+def test_epochs_set_the_step_count(tmp_path):
+    result = _train(tmp_path, max_steps=None, epochs=1)
+    from chargen.data import StreamBatches
+
+    ids = RunDir(result.run_dir).read_ids()
+    n_train = len(ids) - int(len(ids) * 0.1)
+    assert result.steps == StreamBatches(ids[:n_train], 8, 32, 0).steps_per_epoch
+
+
+def test_lr_schedule_warms_up_then_decays():
+    config = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0.0, 0, config) == pytest.approx(0.1)
+    assert lr_factor(0.0, 9, config) == pytest.approx(1.0)
+    assert lr_factor(0.5, 100, config) == pytest.approx(0.55)
+    assert lr_factor(1.0, 100, config) == pytest.approx(0.1)
+    assert lr_factor(0.7, 100, TrainConfig(schedule="constant")) == 1.0
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "file.bin"
+    target.write_bytes(b"old")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", broken_fsync)
+    with pytest.raises(Exception, match="No space left"):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
