@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/chargen train builtin:python-docs --preset demo --out runs/demo --new-name
-	$(VENV)/bin/chargen sample runs/demo --num 3 --length 300 --temperature 0.8 --seed 1
+	$(VENV)/bin/chargen demo
 
 test: $(STAMP)
 	CHARGEN_CORPORA=$(CORPORA) $(PY) -m pytest -q

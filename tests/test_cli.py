@@ -1,7 +1,10 @@
 """The command line end to end (subprocess) and its handling of bad input (in process)."""
 
 import hashlib
+import json
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,59 +73,135 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
 
 
 def _snapshot(root: Path) -> dict:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    """Content hashes of the files under root (size and mtime for huge sparse files)."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            info = path.stat()
+            state[str(path)] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                                if info.st_size < 10_000_000 else (info.st_size, info.st_mtime_ns))
+    return state
 
 
 def _cases(trained):
-    """(argv, exit code, words the message must contain)"""
+    """(argv, exit code, words the message must contain, environment)"""
+    t, no_env = "{tmp}", {}
+    small_memory = {"CHARGEN_MAX_MEMORY": "1G"}
     return [
-        (["train", "{tmp}/missing.txt"], 1, "no such file"),
-        (["train", "{tmp}/empty.txt"], 1, "empty"),
-        (["train", "{tmp}/short.txt"], 1, "validation part"),
-        (["train", "{tmp}/bad.txt"], 1, "not valid utf-8 at byte 5"),
-        (["train", "{tmp}/images"], 1, "no text files"),
-        (["train", "{tmp}/good.txt", "--hidden-size", "0"], 2, "--hidden-size"),
-        (["train", "{tmp}/good.txt", "--num-layers", "-2"], 2, "--num-layers"),
-        (["train", "{tmp}/good.txt", "--seq-len", "0"], 2, "--seq-len"),
-        (["train", "{tmp}/good.txt", "--batch-size", "-8"], 2, "--batch-size"),
-        (["train", "{tmp}/good.txt", "--lr", "nan"], 2, "--lr"),
-        (["train", "{tmp}/good.txt", "--max-time", "soon"], 2, "--max-time"),
-        (["train", "--resume", "{tmp}/nowhere"], 1, "no such run directory"),
-        (["train", "--resume", trained, "--hidden-size", "64"], 2, "conflicts"),
-        (["train", "{tmp}/good.txt", "--out", trained], 1, "already exists"),
-        (["sample", "{tmp}/nowhere"], 1, "no such run directory"),
-        (["sample", trained, "--temperature", "-1"], 2, "--temperature"),
-        (["sample", trained, "--top-p", "0"], 2, "--top-p"),
-        (["sample", trained, "--top-p", "1.5"], 2, "--top-p"),
-        (["sample", trained, "--top-k", "-1"], 2, "--top-k"),
-        (["sample", trained, "--length", "-1"], 2, "--length"),
-        (["sample", trained, "--prime", "Zebra \u00e9\u4e2d"], 1, "never saw"),
-        (["sample", trained, "--prime", ""], 2, "prompt is empty"),
-        (["eval", trained, "{tmp}/missing.txt"], 1, "no such file"),
-        (["eval", "{tmp}/nowhere", "{tmp}/good.txt"], 1, "no such run directory"),
+        # corpora
+        (["train", f"{t}/missing.txt"], 1, "no such file", no_env),
+        (["train", f"{t}/empty.txt"], 1, "empty", no_env),
+        (["train", f"{t}/blank.txt"], 1, "empty", no_env),
+        (["train", f"{t}/short.txt"], 1, "validation part", no_env),
+        (["train", f"{t}/bad.txt"], 1, "not valid utf-8 at byte 5", no_env),
+        (["train", f"{t}/mixed.txt"], 1, "not valid utf-8 at byte 16", no_env),
+        (["train", f"{t}/program.bin"], 1, "binary", no_env),
+        (["train", f"{t}/images"], 1, "no text files", no_env),
+        (["train", f"{t}/fifo"], 1, "not a regular file", no_env),
+        (["train", "/dev/zero"], 1, "not a regular file", no_env),
+        (["train", f"{t}/huge/two-gigabytes.txt"], 1, "would need about", small_memory),
+        (["train", f"{t}/good.txt", "--encoding", "klingon"], 2, "--encoding", no_env),
+        # numbers
+        (["train", f"{t}/good.txt", "--hidden-size", "0"], 2, "--hidden-size", no_env),
+        (["train", f"{t}/good.txt", "--num-layers", "-2"], 2, "--num-layers", no_env),
+        (["train", f"{t}/good.txt", "--seq-len", "0"], 2, "--seq-len", no_env),
+        (["train", f"{t}/good.txt", "--batch-size", "-8"], 2, "--batch-size", no_env),
+        (["train", f"{t}/good.txt", "--lr", "nan"], 2, "--lr", no_env),
+        (["train", f"{t}/good.txt", "--val-fraction", "1.5"], 2, "--val-fraction", no_env),
+        (["train", f"{t}/good.txt", "--max-time", "soon"], 2, "--max-time", no_env),
+        (["train", f"{t}/good.txt", "--hidden-size", "16000", "--num-layers", "60"], 1,
+         "would need about", no_env),
+        (["train", f"{t}/good.txt", "--batch-size", "200000", "--hidden-size", "4096"], 1,
+         "would need about", no_env),
+        (["sample", trained, "--temperature", "-1"], 2, "--temperature", no_env),
+        (["sample", trained, "--top-p", "0"], 2, "--top-p", no_env),
+        (["sample", trained, "--top-p", "1.5"], 2, "--top-p", no_env),
+        (["sample", trained, "--top-k", "-1"], 2, "--top-k", no_env),
+        (["sample", trained, "--length", "-1"], 2, "--length", no_env),
+        (["sample", trained, "--num", "0"], 2, "--num", no_env),
+        # prompts
+        (["sample", trained, "--prime", "Zebra \u00e9\u4e2d"], 1, "never saw", no_env),
+        (["sample", trained, "--prime", "\u4e2d", "--unknown", "skip"], 1, "no character",
+         no_env),
+        (["sample", trained, "--prime", ""], 2, "prompt is empty", no_env),
+        # run directories and checkpoints
+        (["train", "--resume", f"{t}/nowhere"], 1, "no such run directory", no_env),
+        (["train", "--resume", trained, "--hidden-size", "64"], 2, "conflicts", no_env),
+        (["train", f"{t}/good.txt", "--out", trained], 1, "already exists", no_env),
+        (["sample", f"{t}/nowhere"], 1, "no such run directory", no_env),
+        (["sample", f"{t}/images"], 1, "not a chargen run directory", no_env),
+        (["sample", f"{t}/truncated"], 1, "not a readable safetensors", no_env),
+        (["sample", f"{t}/version"], 1, "format version 99", no_env),
+        (["sample", f"{t}/edited"], 1, "do not match", no_env),
+        (["sample", f"{t}/no-tokenizer"], 1, "tokenizer.json is missing", no_env),
+        (["sample", f"{t}/other-vocab"], 1, "do not match", no_env),
+        (["sample", f"{t}/pickled"], 1, "not a readable safetensors", no_env),
+        (["train", "--resume", f"{t}/pickled"], 1, "not a readable safetensors", no_env),
+        (["eval", trained, f"{t}/missing.txt"], 1, "no such file", no_env),
+        (["eval", f"{t}/nowhere", f"{t}/good.txt"], 1, "no such run directory", no_env),
     ]
 
 
+def _broken_copy(trained: Path, target: Path, damage) -> None:
+    shutil.copytree(trained, target)
+    damage(target)
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
 @pytest.fixture
-def bad_inputs(tmp_path):
+def bad_inputs(tmp_path, trained_run):
     (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_text("  \n\t\n   \n")
     (tmp_path / "short.txt").write_text("too short\n")
     (tmp_path / "bad.txt").write_bytes(b"abcd \xff\xfe more")
+    (tmp_path / "mixed.txt").write_bytes("caf\u00e9 in utf8, ".encode()[:13] + b"caf\xe9 latin")
+    (tmp_path / "program.bin").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00" * 100)
     (tmp_path / "good.txt").write_text(make_text(20000))
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "huge").mkdir()
+    with open(tmp_path / "huge" / "two-gigabytes.txt", "wb") as handle:
+        handle.truncate(2 * 1024**3)  # sparse: takes no disk space
+    half = (trained_run / "best.safetensors").stat().st_size // 2
+    breakages = {
+        "truncated": lambda d: (d / "best.safetensors").write_bytes(
+            (d / "best.safetensors").read_bytes()[:half]),
+        "version": lambda d: _edit_json(d / "config.json",
+                                        lambda c: c.update(format_version=99)),
+        "edited": lambda d: _edit_json(d / "config.json",
+                                       lambda c: c["config"]["model"].update(hidden_size=48)),
+        "no-tokenizer": lambda d: (d / "tokenizer.json").unlink(),
+        "other-vocab": lambda d: _edit_json(d / "tokenizer.json",
+                                            lambda t: t.update(chars=t["chars"][:-3])),
+        "pickled": lambda d: [(d / n).write_bytes(pickle.dumps({"weights": [1, 2]}))
+                              for n in ("best.safetensors", "last.safetensors")],
+    }
+    for name, damage in breakages.items():
+        _broken_copy(trained_run, tmp_path / name, damage)
     return tmp_path
 
 
 def test_bad_input_table(bad_inputs, trained_run, capsys, monkeypatch):
     monkeypatch.chdir(bad_inputs)
-    for argv, code, words in _cases(str(trained_run)):
+    cases = _cases(str(trained_run))
+    assert len(cases) >= 30
+    for argv, code, words, env in cases:
         argv = [a.replace("{tmp}", str(bad_inputs)) for a in argv]
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
         before = _snapshot(bad_inputs) | _snapshot(trained_run)
         assert main(argv) == code, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("chargen: error:"), (argv, err)
         assert words.lower() in err[-1].lower(), (argv, err[-1])
+        assert not any("Traceback" in line for line in err), argv
         assert _snapshot(bad_inputs) | _snapshot(trained_run) == before, argv
         assert not (bad_inputs / "runs").exists(), argv
+        for key in env:
+            monkeypatch.delenv(key)

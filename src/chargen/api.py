@@ -17,7 +17,13 @@ from .corpus import Corpus, load_corpus
 from .data import split_ids
 from .errors import CheckpointError, ConfigError, TokenizerError
 from .evaluate import Evaluation, evaluate_ids
-from .model import RNNLanguageModel, count_parameters
+from .model import (
+    RNNLanguageModel,
+    count_parameters,
+    estimate_parameters,
+    estimate_training_bytes,
+)
+from .resources import check_fits
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
 from .tokenizer import fit_tokenizer
@@ -87,11 +93,21 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
     seed_everything(config.train.seed)
     device = resolve_device(config.train.device)
     dtype = resolve_precision(config.train.precision, device)
+    _check_model_fits(config, vocab_size, device)
     model = RNNLanguageModel(config.model, vocab_size).to(device)
     log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
              config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
              f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])
     return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet)
+
+
+def _check_model_fits(config: RunConfig, vocab_size: int, device) -> None:
+    params = estimate_parameters(config.model, vocab_size)
+    needed = estimate_training_bytes(config.model, vocab_size, config.data.batch_size,
+                                     config.data.seq_len)
+    check_fits(needed, f"training a {params:,}-parameter model on batches of "
+               f"{config.data.batch_size} x {config.data.seq_len}",
+               "use a smaller --hidden-size, --num-layers, --batch-size or --seq-len", device)
 
 
 def _fit(trainer: Trainer) -> TrainResult:
@@ -102,6 +118,7 @@ def _fit(trainer: Trainer) -> TrainResult:
 def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
     run = RunDir(path).check_exists()
     config = run.read_config()
+    run.remove_temporaries()
     given = {k: v for k, v in overrides.items() if v is not None}
     for section in _FIXED_ON_RESUME:
         current = getattr(config, section)
@@ -132,16 +149,24 @@ class LanguageModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def encode_prompt(self, prime: str) -> torch.Tensor:
+    def encode_prompt(self, prime: str, unknown: str = "error") -> torch.Tensor:
+        """Prompt -> ids. Characters the model never saw: 'error' (list them), 'replace'
+        (the unknown id) or 'skip' (drop them)."""
         if prime == "":
             raise ConfigError("the prompt is empty: give some text with --prime, or leave --prime "
                               "out to start from a random slice of the training text")
-        unknown = self.tokenizer.unknown_chars(prime)
-        if unknown:
-            shown = " ".join(repr(c) for c in unknown[:20])
+        ids = self.tokenizer.encode(prime)
+        missing = self.tokenizer.unknown_chars(prime)
+        if missing and unknown == "error":
+            shown = " ".join(repr(c) for c in missing[:20])
             raise TokenizerError(f"the prompt has characters this model never saw: {shown}; "
-                                 "remove them or train on text that has them")
-        return torch.from_numpy(self.tokenizer.encode(prime).astype(np.int64))
+                                 "remove them, or pass --unknown skip or --unknown replace")
+        if missing and unknown == "skip":
+            ids = ids[ids != self.tokenizer.unknown_id]
+            if not len(ids):
+                raise TokenizerError("the prompt has no character this model knows; give "
+                                     "another --prime")
+        return torch.from_numpy(ids.astype(np.int64))
 
     def random_prime(self, seed: int | None = None, length: int = 64) -> str:
         """A slice of the training text starting at a line start (tutorial B's random seed)."""
@@ -159,7 +184,8 @@ class LanguageModel:
         config = SampleConfig(**settings).validate()
         if prime is None:
             prime = self.random_prime(config.seed)
-        yield from generate_text(self.net, self.tokenizer, self.encode_prompt(prime), config)
+        prompt = self.encode_prompt(prime, config.unknown)
+        yield from generate_text(self.net, self.tokenizer, prompt, config)
 
     def generate(self, prime: str | None = None, **settings: Any) -> Iterator[str]:
         """Yields the continuation of `prime` piece by piece (one sample)."""

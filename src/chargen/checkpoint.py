@@ -23,7 +23,7 @@ from safetensors.torch import save as dump_safetensors
 
 from . import __version__
 from .config import FORMAT_VERSION, RunConfig
-from .errors import ChargenError, CheckpointError
+from .errors import ChargenError, CheckpointError, ConfigError
 from .tokenizer import Tokenizer, save_tokenizer_json, tokenizer_from_dict
 
 CONFIG, TOKENIZER, IDS, METRICS = "config.json", "tokenizer.json", "ids.npy", "metrics.jsonl"
@@ -83,7 +83,17 @@ class RunDir:
         self.path = Path(path)
 
     def file(self, name: str) -> Path:
+        """A file of the run. Only plain names: nothing may point outside the directory."""
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise CheckpointError(f"refusing the file name {name!r}: run files are plain names "
+                                  "inside the run directory")
         return self.path / name
+
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files a killed writer left behind (never a finished file)."""
+        for leftover in self.path.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
     # -- creating -----------------------------------------------------------------------
     @staticmethod
@@ -163,7 +173,9 @@ class RunDir:
             raise CheckpointError(f"{self.file(IDS)} is damaged ({err}); retrain this run") from None
 
     def weights_file(self, which: str = "best") -> Path:
-        name = {"best": BEST, "last": LAST}.get(which, which)
+        if which not in ("best", "last"):
+            raise ConfigError(f"--which must be best or last (got {which!r})")
+        name = {"best": BEST, "last": LAST}[which]
         path = self.file(name)
         if which == "best" and not path.exists() and self.file(LAST).exists():
             path = self.file(LAST)

@@ -70,6 +70,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--log-every", type=int, metavar="STEPS")
     opt.add_argument("--seed", type=int)
     opt.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    opt.add_argument("--on-divergence", choices=("stop", "rollback"),
+                     help="when the loss becomes NaN or explodes: stop (default), or roll back "
+                          "to the last checkpoint with half the learning rate (up to 3 times)")
     opt.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                      help="auto: bf16 autocast where the hardware runs it fast, else fp32")
 
@@ -78,7 +81,7 @@ _TRAIN_FIELDS = (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
-    "eval_every eval_chars log_every seed device precision"
+    "eval_every eval_chars log_every seed device precision on_divergence"
 ).split()
 
 
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num", type=int, default=1, help="samples, generated as one batch")
     sample.add_argument("--seed", type=int)
     sample.add_argument("--greedy", action="store_true", help="always the likeliest token")
+    sample.add_argument("--unknown", choices=("error", "replace", "skip"), default="error",
+                        help="prompt characters the model never saw: stop with an error "
+                             "(default), replace them with the unknown id, or skip them")
     sample.add_argument("--which", choices=("best", "last"), default="best")
     sample.add_argument("--device", default="cpu")
 
@@ -148,7 +154,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     settings = SampleConfig(length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, num=args.num, greedy=args.greedy,
-                            seed=args.seed).validate()
+                            seed=args.seed, unknown=args.unknown).validate()
     model = api.load(args.run, which=args.which, device=args.device)
     prime = args.prime if args.prime is not None else model.random_prime(args.seed)
     _print_samples(model, prime, vars(settings))

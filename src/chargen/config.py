@@ -71,9 +71,11 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"
     precision: str = "auto"
+    on_divergence: str = "stop"
 
     def validate(self) -> None:
         _choice("optimizer", self.optimizer, ("adamw", "adam"))
+        _choice("on_divergence", self.on_divergence, ("stop", "rollback"))
         _choice("schedule", self.schedule, ("cosine", "constant"))
         _choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         _positive("lr", self.lr, limit=10.0)
@@ -143,8 +145,10 @@ class SampleConfig:
     num: int = 1
     greedy: bool = False
     seed: int | None = None
+    unknown: str = "error"
 
     def validate(self) -> SampleConfig:
+        _choice("unknown", self.unknown, ("error", "replace", "skip"))
         _non_negative("length", self.length)
         _non_negative("top_k", self.top_k)
         _positive("num", self.num, limit=4096)
@@ -232,3 +236,15 @@ def _fraction(name: str, value: Any, upper_open=False, lower_open=False) -> None
     if not ok:
         low, high = "(" if lower_open else "[", ")" if upper_open else "]"
         raise ConfigError(f"{_flag(name)} must be in {low}0, 1{high} (got {value})")
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str, name: str = "size") -> int:
+    """'512M', '2G', '1.5GB', '1000' -> bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ConfigError(f"{name} must be a size like 512M or 2G (got {text!r})")
+    power = " kmgt".index(match.group(2).lower() or " ")
+    return int(float(match.group(1)) * 1024**power)

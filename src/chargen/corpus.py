@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, CorpusError
+from .resources import check_fits, format_bytes
 
 BUILTIN_PREFIX = "builtin:"
 _SNIFF_BYTES = 8192
+# Peak memory while loading, per byte of text: the bytes, the decoded string, cleaning
+# copies and the token ids.
+_LOAD_BYTES_PER_BYTE = 5
 _GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
 _GUTENBERG_END = re.compile(
     r"^(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$", re.M | re.I
@@ -51,10 +55,9 @@ def load_corpus(
         raise CorpusError("no corpus given: name a text file, a directory or builtin:python-docs")
     _check_encoding(encoding)
     pieces, sources = [], []
-    for source in paths:
-        for name, text in _read_source(str(source), encoding):
-            pieces.append(clean_text(text, normalize_newlines, strip_gutenberg, lowercase))
-            sources.append(name)
+    for name, text in _read_sources([str(p) for p in paths], encoding):
+        pieces.append(clean_text(text, normalize_newlines, strip_gutenberg, lowercase))
+        sources.append(name)
     text = "".join(_join_with_newline(pieces))
     if not text.strip():
         raise CorpusError(f"the corpus is empty: {', '.join(sources)} holds no text to train on")
@@ -103,14 +106,13 @@ def _check_encoding(encoding: str) -> None:
         raise ConfigError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
 
 
-def _read_source(source: str, encoding: str):
+def _resolve(source: str) -> list[str | Path]:
+    """A source -> the builtin names and files it stands for (directories expanded)."""
     if source.startswith(BUILTIN_PREFIX):
-        key = source[len(BUILTIN_PREFIX) :]
-        if key not in BUILTINS:
+        if source[len(BUILTIN_PREFIX) :] not in BUILTINS:
             raise CorpusError(f"unknown built-in corpus {source!r}; choose from: "
                               + ", ".join(BUILTIN_PREFIX + k for k in BUILTINS))
-        yield source, BUILTINS[key]()
-        return
+        return [source]
     path = Path(source)
     if not path.exists():
         raise CorpusError(f"{source}: no such file or directory")
@@ -118,15 +120,25 @@ def _read_source(source: str, encoding: str):
         files = _text_files(path)
         if not files:
             raise CorpusError(f"{source}: the directory holds no text files")
-        for file in files:
-            yield str(file), _decode(file, file.read_bytes(), encoding)
-        return
+        return files
     if not stat.S_ISREG(path.stat().st_mode):
         raise CorpusError(f"{source}: not a regular file (a FIFO or device?); give a text file")
-    data = path.read_bytes()
-    if _looks_binary(data):
-        raise CorpusError(f"{source}: looks like a binary file, not text; give a text file")
-    yield source, _decode(path, data, encoding)
+    return [path]
+
+
+def _read_sources(paths: list[str], encoding: str):
+    items = [item for source in paths for item in _resolve(str(source))]
+    total = sum(item.stat().st_size for item in items if isinstance(item, Path))
+    check_fits(_LOAD_BYTES_PER_BYTE * total, f"loading {format_bytes(total)} of text",
+               "train on part of the text, or raise CHARGEN_MAX_MEMORY if the estimate is wrong")
+    for item in items:
+        if isinstance(item, str):
+            yield item, BUILTINS[item[len(BUILTIN_PREFIX) :]]()
+            continue
+        data = item.read_bytes()
+        if _looks_binary(data) and not encoding.lower().replace("-", "").startswith("utf16"):
+            raise CorpusError(f"{item}: looks like a binary file, not text; give a text file")
+        yield str(item), _decode(item, data, encoding)
 
 
 def _text_files(directory: Path) -> list[Path]:

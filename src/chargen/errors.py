@@ -23,3 +23,7 @@ class TokenizerError(ChargenError):
 
 class CheckpointError(ChargenError):
     """A run directory or checkpoint that is missing, malformed or inconsistent."""
+
+
+class ResourceError(ChargenError):
+    """Work that would not fit in memory (refused before allocating)."""

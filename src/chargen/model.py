@@ -57,3 +57,26 @@ def select_state(state: State, rows) -> State:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def estimate_parameters(config: ModelConfig, vocab_size: int) -> int:
+    """The parameter count of RNNLanguageModel(config, vocab_size), without building it."""
+    gates = 4 if config.cell == "lstm" else 3
+    total = vocab_size * config.embedding_dim + config.hidden_size * vocab_size + vocab_size
+    inputs = config.embedding_dim
+    for _ in range(config.num_layers):
+        total += gates * config.hidden_size * (inputs + config.hidden_size + 2)
+        inputs = config.hidden_size
+    return total
+
+
+def estimate_training_bytes(config: ModelConfig, vocab_size: int, batch_size: int,
+                            seq_len: int) -> int:
+    """Rough peak memory of a training step: float32 weights, gradients and two Adam moments,
+    plus the activations kept for the backward pass (gates and states of every layer and
+    step, and the logits), doubled for their gradients."""
+    gates = 4 if config.cell == "lstm" else 3
+    params = estimate_parameters(config, vocab_size)
+    per_position = (config.num_layers * config.hidden_size * (gates + 3) + config.embedding_dim
+                    + 3 * vocab_size)
+    return 4 * (4 * params + 2 * batch_size * seq_len * per_position)

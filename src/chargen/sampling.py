@@ -57,6 +57,17 @@ def choose_next(logits: torch.Tensor, config: SampleConfig, banned: Sequence[int
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+PROMPT_CHUNK = 4096  # prompt tokens per forward pass: bounds memory for very long prompts
+
+
+def consume_prompt(model: RNNLanguageModel, prompt: torch.Tensor):
+    """(prompt_len,) ids -> the logits after the last one (1, vocab) and the state."""
+    state = None
+    for start in range(0, len(prompt), PROMPT_CHUNK):
+        logits, state = model(prompt[start : start + PROMPT_CHUNK].view(1, -1), state)
+    return logits[:, -1], state
+
+
 @torch.inference_mode()
 def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
                  banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
@@ -65,9 +76,9 @@ def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleCo
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed if config.seed is not None else torch.seed())
-    logits, state = model(prompt.to(device).view(1, -1))
+    logits, state = consume_prompt(model, prompt.to(device))
     rows = torch.zeros(config.num, dtype=torch.long, device=device)
-    logits, state = logits[:, -1].index_select(0, rows), select_state(state, rows)
+    logits, state = logits.index_select(0, rows), select_state(state, rows)
     for _ in range(config.length):
         next_ids = choose_next(logits, config, banned, generator)
         yield next_ids

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import TokenizerError
 
 UNKNOWN = "[UNK]"
+_ENCODE_CHUNK = 1 << 22  # characters encoded at a time
 
 
 def narrowest_dtype(vocab_size: int) -> np.dtype:
@@ -43,7 +44,10 @@ class CharTokenizer:
 
     @classmethod
     def fit(cls, text: str) -> CharTokenizer:
-        points = np.unique(_code_points(text))
+        points = np.zeros(0, dtype=np.uint32)
+        for start in range(0, len(text), _ENCODE_CHUNK):
+            chunk = np.unique(_code_points(text[start : start + _ENCODE_CHUNK]))
+            points = np.union1d(points, chunk)
         return cls([chr(p) for p in points.tolist()])
 
     @property
@@ -55,12 +59,17 @@ class CharTokenizer:
         return [self.unknown_id]
 
     def encode(self, text: str) -> np.ndarray:
+        ids = np.empty(len(text), dtype=narrowest_dtype(self.vocab_size))
+        for start in range(0, len(text), _ENCODE_CHUNK):  # bounds the temporaries' memory
+            ids[start : start + _ENCODE_CHUNK] = self._encode_chunk(text[start : start + _ENCODE_CHUNK])
+        return ids
+
+    def _encode_chunk(self, text: str) -> np.ndarray:
         points = _code_points(text)
-        pos = np.searchsorted(self._points, points)
-        pos_clipped = np.minimum(pos, len(self._points) - 1)
-        known = self._points[pos_clipped] == points if len(self._points) else np.zeros(len(points), bool)
-        ids = np.where(known, pos_clipped + 1, self.unknown_id)
-        return ids.astype(narrowest_dtype(self.vocab_size))
+        if not len(self._points):
+            return np.zeros(len(points), dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._points, points), len(self._points) - 1)
+        return np.where(self._points[pos] == points, pos + 1, self.unknown_id)
 
     def unknown_chars(self, text: str) -> list[str]:
         ids = self.encode(text)
@@ -81,6 +90,7 @@ class ByteTokenizer:
 
     kind = "byte"
     vocab_size = 256
+    unknown_id = -1
     never_sample: list[int] = []
 
     @classmethod

@@ -24,6 +24,7 @@ from .progress import Progress
 from .runtime import autocast
 
 log = logging.getLogger("chargen")
+MAX_ROLLBACKS = 3
 
 
 class TrainingInterrupted(ChargenError):
@@ -64,6 +65,8 @@ class Progression:
     elapsed: float = 0.0
     best_val: float = math.inf
     best_step: int = -1
+    lr_scale: float = 1.0
+    rollbacks: int = 0
 
 
 class Trainer:
@@ -79,6 +82,8 @@ class Trainer:
         self.progression = Progression()
         self.carried = None
         self.total_steps = self._total_steps()
+        # A loss this far above uniform guessing (ln vocab) means training has blown up.
+        self.loss_bound = 2 * math.log(model.vocab_size) + 5
         self._stop_signal: int | None = None
 
     def _total_steps(self) -> int | None:
@@ -124,26 +129,34 @@ class Trainer:
         return tensors, info
 
     def save_last(self) -> None:
+        self._check_weights()
         tensors, info = self._trainer_tensors()
         save_checkpoint(self.run.file(LAST), self.model.state_dict(), tensors, info)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> Progression:
-        p = self.progression
         self.model.to(self.device).train()
+        while True:
+            try:
+                return self._fit_until_stopped()
+            except TrainingDiverged as err:
+                self._roll_back(err)
+
+    def _fit_until_stopped(self) -> Progression:
+        p = self.progression
         start_time, start_elapsed = time.monotonic(), p.elapsed
         window = _Window(p.step, time.monotonic())
         progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet)
         with _signals(self), progress:
             while not self._finished():
-                loss = self._train_step(p.step)
-                window.add(loss)
+                window.add(self._train_step(p.step))
                 p.step += 1
                 p.elapsed = start_elapsed + time.monotonic() - start_time
-                if p.step % self.cfg.log_every == 0 or self._finished():
-                    self._log(window, progress)
-                ending = self._finished() and self._stop_signal is None
-                if p.step % self.cfg.eval_every == 0 or ending:
+                evaluating = p.step % self.cfg.eval_every == 0 or (
+                    self._finished() and self._stop_signal is None)
+                if evaluating or p.step % self.cfg.log_every == 0 or self._finished():
+                    self._log(window, progress)  # checks for divergence before any save
+                if evaluating:
                     self._evaluate(progress)
                     self.save_last()
         if self._stop_signal is not None:
@@ -154,6 +167,31 @@ class Trainer:
             err.exit_code = 128 + self._stop_signal
             raise err
         return p
+
+    def _roll_back(self, err: TrainingDiverged) -> None:
+        """With on_divergence=rollback: back to the last checkpoint at half the learning rate
+        (at most MAX_ROLLBACKS times); otherwise re-raise."""
+        p = self.progression
+        if (self.cfg.on_divergence != "rollback" or p.rollbacks >= MAX_ROLLBACKS
+                or not self.run.file(LAST).exists()):
+            raise err
+        elapsed, rollbacks, scale = p.elapsed, p.rollbacks + 1, p.lr_scale / 2
+        self.restore()
+        self.progression.elapsed, self.progression.rollbacks = elapsed, rollbacks
+        self.progression.lr_scale = scale
+        log.warning("%s\nrolled back to step %d; learning rate now x%g (rollback %d of %d)",
+                    err, self.progression.step, scale, rollbacks, MAX_ROLLBACKS)
+
+    def _check_weights(self) -> None:
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise self._diverged("the weights are no longer finite")
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"training diverged at step {self.progression.step} ({what}); the checkpoints saved "
+            f"before are intact: resume with a lower --lr (chargen train --resume {self.run.path} "
+            "--lr ...) or train with --on-divergence rollback"
+        )
 
     def _finished(self) -> bool:
         p = self.progression
@@ -172,7 +210,8 @@ class Trainer:
         return max(fractions) if fractions else 0.0
 
     def _train_step(self, step: int) -> torch.Tensor:
-        lr = self.cfg.lr * lr_factor(self._progress_fraction(), step, self.cfg)
+        lr = self.cfg.lr * self.progression.lr_scale * lr_factor(
+            self._progress_fraction(), step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = self.batches.batch(step)
@@ -192,11 +231,8 @@ class Trainer:
     def _log(self, window: _Window, progress: Progress) -> None:
         p = self.progression
         loss, chars_per_s = window.flush(p.step, self.config.data)
-        if not math.isfinite(loss) or loss > 100:
-            raise TrainingDiverged(
-                f"training diverged at step {p.step} (loss {loss}); the checkpoints saved before "
-                "are intact: lower --lr or resume from them"
-            )
+        if not math.isfinite(loss) or loss > self.loss_bound:
+            raise self._diverged(f"loss {loss:.4g}")
         record = {"step": p.step, "time": round(p.elapsed, 3), "train_loss": loss,
                   "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": round(chars_per_s)}
         self.run.append_metrics(record)
@@ -208,6 +244,7 @@ class Trainer:
                               self.dtype, self.cfg.eval_chars)
         improved = result.nats < p.best_val
         if improved:
+            self._check_weights()
             p.best_val, p.best_step = result.nats, p.step
             info = {"step": p.step, "val_loss": result.nats}
             save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
