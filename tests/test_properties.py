@@ -1,0 +1,71 @@
+"""Property-based tests: no text makes cleaning, tokenizing or batching crash or lie."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chargen.corpus import clean_text
+from chargen.data import make_batches, split_ids
+from chargen.errors import CorpusError
+from chargen.tokenizer import ByteTokenizer, CharTokenizer
+
+EXAMPLES = settings(max_examples=300, deadline=None)
+
+
+@EXAMPLES
+@given(st.text(), st.booleans(), st.booleans(), st.booleans())
+def test_cleaning_never_crashes_and_normalises(text, newlines, gutenberg, lowercase):
+    cleaned = clean_text(text, newlines, gutenberg, lowercase)
+    assert isinstance(cleaned, str)
+    if newlines:
+        assert "\r" not in cleaned
+        assert clean_text(cleaned, newlines, False, False) == cleaned
+
+
+@EXAMPLES
+@given(st.text(), st.text())
+def test_encoding_any_text_with_any_vocabulary(fit_text, text):
+    tok = CharTokenizer.fit(fit_text)
+    ids = tok.encode(text)
+    assert len(ids) == len(text)
+    assert ids.max(initial=0) < tok.vocab_size
+    known = set(fit_text)
+    for char, token in zip(text, ids.tolist()):
+        if char in known:
+            assert tok.decode([token]) == char
+        else:
+            assert token == tok.unknown_id
+
+
+@EXAMPLES
+@given(st.binary())
+def test_byte_decoding_never_crashes_on_any_bytes(data):
+    tok = ByteTokenizer()
+    ids = np.frombuffer(data, dtype=np.uint8)
+    assert isinstance(tok.decode(ids), str)
+    stream = tok.stream_decoder()
+    assert isinstance("".join(stream([i]) for i in ids.tolist()), str)
+
+
+@EXAMPLES
+@given(st.integers(0, 3000), st.integers(1, 64), st.integers(1, 80),
+       st.sampled_from(["stream", "sequences"]), st.integers(0, 2**31))
+def test_batching_any_shape_is_valid_or_refused(length, batch_size, seq_len, kind, seed):
+    ids = np.arange(length, dtype=np.int64)
+    try:
+        train, _ = split_ids(ids, 0.1, seq_len)
+        batches = make_batches(kind, train, batch_size, seq_len, seed)
+    except CorpusError:
+        return
+    for step in (0, batches.steps_per_epoch - 1, batches.steps_per_epoch, 7 * seed % 1000):
+        x, y = batches.batch(step)
+        assert x.shape == (batch_size, seq_len)
+        assert np.array_equal(y.numpy(), x.numpy() + 1)
+        assert int(y.max()) < len(train)
+
+
+@pytest.mark.parametrize("text", ["", "a", "\r\n", "\ud7ff\ue000", "\U0010ffff" * 3])
+def test_edge_texts_round_trip(text):
+    tok = CharTokenizer.fit(text)
+    assert tok.decode(tok.encode(text)) == text
