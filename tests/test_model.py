@@ -60,3 +60,17 @@ def test_tiny_model_overfits_a_short_text():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_decoding_step_equals_the_full_forward(cell):
+    torch.manual_seed(1)
+    model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=20, num_layers=3,
+                                         embedding_dim=6), vocab_size=9).eval()
+    ids = torch.randint(0, 9, (4, 12))
+    with torch.no_grad():
+        expected, _ = model(ids)
+        _, state = model(ids[:, :1])
+        for t in range(1, ids.size(1)):
+            logits, state = model.step(ids[:, t], state)
+            torch.testing.assert_close(logits, expected[:, t], rtol=1e-5, atol=1e-5)

@@ -10,6 +10,7 @@ from chargen.sampling import (
     choose_next,
     generate_ids,
     mask_ids,
+    sample_categorical,
     top_k_filter,
     top_p_filter,
 )
@@ -94,3 +95,10 @@ def test_greedy_generation_matches_a_manual_loop():
 def test_sample_settings_are_validated(settings, flag):
     with pytest.raises(ConfigError, match=flag):
         SampleConfig(**settings).validate()
+
+
+def test_categorical_draws_follow_the_probabilities():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05, 0.0]]).repeat(200_000, 1)
+    draws = sample_categorical(probs, torch.Generator().manual_seed(3))
+    freq = torch.bincount(draws, minlength=5).float() / len(draws)
+    torch.testing.assert_close(freq, probs[0], atol=0.005, rtol=0)

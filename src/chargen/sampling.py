@@ -12,6 +12,7 @@ import torch
 
 from .config import SampleConfig
 from .model import RNNLanguageModel, select_state
+from .runtime import NATIVE_RNN_MAX_BATCH, autocast, bf16_is_fast, decoding_kernels
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -48,13 +49,32 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 def choose_next(logits: torch.Tensor, config: SampleConfig, banned: Sequence[int],
                 generator: torch.Generator | None) -> torch.Tensor:
     """(batch, vocab) logits -> (batch,) next ids."""
-    logits = mask_ids(logits.float(), banned)
+    return _choose(mask_ids(logits.float(), banned), config, generator)
+
+
+def _choose(logits: torch.Tensor, config: SampleConfig, generator) -> torch.Tensor:
     if config.greedy or config.temperature == 0:
         return logits.argmax(dim=-1)
     logits = apply_temperature(logits, config.temperature)
     logits = top_p_filter(top_k_filter(logits, config.top_k), config.top_p)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return sample_categorical(torch.softmax(logits, dim=-1), generator)
+
+
+def sample_categorical(probs: torch.Tensor, generator=None) -> torch.Tensor:
+    """One draw per row: argmax of p / E with E ~ Exp(1) picks i with probability p_i (the
+    exponential race). Four cheap ops, against ten or so inside torch.multinomial, which
+    matters when one token is drawn per step."""
+    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / race).argmax(dim=-1)
+
+
+def banned_bias(vocab_size: int, banned: Sequence[int], device) -> torch.Tensor | None:
+    """An additive (vocab,) mask: -inf at the banned ids (built once, added every step)."""
+    if not banned:
+        return None
+    bias = torch.zeros(vocab_size, device=device)
+    bias[list(banned)] = float("-inf")
+    return bias
 
 
 PROMPT_CHUNK = 4096  # prompt tokens per forward pass: bounds memory for very long prompts
@@ -76,14 +96,27 @@ def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleCo
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+    bias = banned_bias(model.vocab_size, banned, device)
     logits, state = consume_prompt(model, prompt.to(device))
     rows = torch.zeros(config.num, dtype=torch.long, device=device)
     logits, state = logits.index_select(0, rows), select_state(state, rows)
     for _ in range(config.length):
-        next_ids = choose_next(logits, config, banned, generator)
+        # The kernel choice is made per step, never held across a yield: it is global state.
+        with decoding_kernels(device, config.num):
+            next_ids = _choose(logits if bias is None else logits + bias, config, generator)
+            logits, state = _decode_step(model, next_ids, state)
         yield next_ids
-        logits, state = model(next_ids.view(-1, 1), state)
-        logits = logits[:, -1]
+
+
+def _decode_step(model: RNNLanguageModel, ids: torch.Tensor, state):
+    """Small batches: per-layer fused cells (least overhead). Large batches: the full RNN
+    call, where oneDNN's batched kernels win, in bf16 where the hardware runs it fast."""
+    if ids.size(0) <= NATIVE_RNN_MAX_BATCH:
+        return model.step(ids, state)
+    device = ids.device
+    with autocast(device, torch.bfloat16 if bf16_is_fast(device) else None):
+        logits, state = model(ids.view(-1, 1), state)
+    return logits[:, -1].float(), state
 
 
 def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,

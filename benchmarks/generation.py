@@ -1,0 +1,92 @@
+"""Generation speed: chargen's sampler against the plain stateful loop a competent user would
+write, at batch 1 and batch 64, and the tutorial-B sliding window (re-reading a 100-character
+window for every new character).
+
+    python benchmarks/generation.py [--length 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import alternate, rate, record, table
+from torch import nn
+
+from chargen.config import ModelConfig, SampleConfig
+from chargen.model import RNNLanguageModel
+from chargen.sampling import generate_ids
+
+VOCAB = 65
+MODELS = {"1x256 LSTM": ModelConfig(hidden_size=256, num_layers=1),
+          "2x512 LSTM": ModelConfig(hidden_size=512, num_layers=2),
+          "1x1024 GRU": ModelConfig(cell="gru", hidden_size=1024, num_layers=1)}
+
+
+class PlainModel(nn.Module):
+    """The baseline: nn.Embedding -> nn.LSTM/GRU -> nn.Linear, as in the tutorials."""
+
+    def __init__(self, source: RNNLanguageModel):
+        super().__init__()
+        self.embedding, self.rnn, self.head = source.embedding, source.rnn, source.head
+
+
+@torch.no_grad()
+def plain_loop(model: PlainModel, prompt: torch.Tensor, length: int, temperature=0.8):
+    ids, state = prompt.view(1, -1), None
+    for _ in range(length):
+        out, state = model.rnn(model.embedding(ids), state)
+        probs = torch.softmax(model.head(out[:, -1]) / temperature, dim=-1)
+        ids = torch.multinomial(probs, 1)
+
+
+@torch.no_grad()
+def sliding_window(model: PlainModel, prompt: torch.Tensor, length: int, window=100):
+    ids = prompt.tolist()
+    for _ in range(length):
+        context = torch.tensor([ids[-window:]])
+        out, _ = model.rnn(model.embedding(context))
+        ids.append(int(model.head(out[:, -1]).argmax()))
+
+
+def chargen_loop(model: RNNLanguageModel, prompt, length: int, num: int = 1):
+    config = SampleConfig(length=length, num=num, temperature=0.8, seed=0)
+    for _ in generate_ids(model, prompt, config):
+        pass
+
+
+def measure(model: RNNLanguageModel, n: int, rounds: int) -> dict[str, float]:
+    plain = PlainModel(model).eval()
+    prompt = torch.randint(0, VOCAB, (100,))
+    return alternate({
+        "plain": lambda: rate(n, lambda: plain_loop(plain, prompt, n)),
+        "chargen": lambda: rate(n, lambda: chargen_loop(model, prompt, n)),
+        "chargen64": lambda: rate(64 * n // 4, lambda: chargen_loop(model, prompt, n // 4, 64)),
+        "window": lambda: rate(n // 10, lambda: sliding_window(plain, prompt, n // 10)),
+    }, rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--length", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows = []
+    for name, config in MODELS.items():
+        figures = measure(RNNLanguageModel(config, VOCAB).eval(), args.length, args.rounds)
+        rows.append([name, f"{figures['plain']:,.0f}", f"{figures['chargen']:,.0f}",
+                     f"{figures['chargen'] / figures['plain']:.2f}x",
+                     f"{figures['chargen64']:,.0f}",
+                     f"{figures['chargen64'] / figures['chargen']:.1f}x",
+                     f"{figures['window']:,.0f}",
+                     f"{figures['chargen'] / figures['window']:.0f}x"])
+    record("Generation (characters per second)", table(
+        ["model", "plain loop, batch 1", "chargen, batch 1", "chargen / plain",
+         "chargen, batch 64 (total)", "batch 64 / batch 1", "sliding window (tutorial B)",
+         "chargen / window"], rows) + f"\n\nMedian of {args.rounds} alternating rounds; "
+        f"{args.length} characters per batch-1 run, temperature 0.8.")
+
+
+if __name__ == "__main__":
+    main()
