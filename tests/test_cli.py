@@ -99,7 +99,7 @@ def _cases(trained):
         (["train", f"{t}/images"], 1, "no text files", no_env),
         (["train", f"{t}/fifo"], 1, "not a regular file", no_env),
         (["train", "/dev/zero"], 1, "not a regular file", no_env),
-        (["train", f"{t}/huge/two-gigabytes.txt"], 1, "would need about", small_memory),
+        (["eval", trained, f"{t}/huge/two-gigabytes.txt"], 1, "would need about", small_memory),
         (["train", f"{t}/good.txt", "--encoding", "klingon"], 2, "--encoding", no_env),
         # numbers
         (["train", f"{t}/good.txt", "--hidden-size", "0"], 2, "--hidden-size", no_env),

@@ -69,3 +69,30 @@ def test_batching_any_shape_is_valid_or_refused(length, batch_size, seq_len, kin
 def test_edge_texts_round_trip(text):
     tok = CharTokenizer.fit(text)
     assert tok.decode(tok.encode(text)) == text
+
+
+GUTENBERG_TEXT = st.sampled_from([
+    "", "*** START OF THIS PROJECT GUTENBERG EBOOK X ***\r\n",
+    "\r\n*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\nlicence\r\n"])
+
+
+TEXT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=TEXT_CHARS | st.sampled_from("\r\n")),
+       GUTENBERG_TEXT, GUTENBERG_TEXT, st.integers(1, 9), st.booleans())
+def test_streaming_a_file_in_chunks_equals_cleaning_it_whole(tmp_path_factory, body, head, tail,
+                                                             chunk, lowercase):
+    import chargen.corpus as corpus
+
+    path = tmp_path_factory.mktemp("stream") / "text.txt"
+    text = head + body + tail
+    path.write_bytes(text.encode("utf-8"))
+    original = corpus.CHUNK_BYTES
+    corpus.CHUNK_BYTES = chunk  # tiny chunks: boundaries inside CRLF and multi-byte characters
+    try:
+        streamed = "".join(corpus.open_corpus(str(path), lowercase=lowercase).chunks())
+    finally:
+        corpus.CHUNK_BYTES = original
+    assert streamed == clean_text(text, True, True, lowercase)

@@ -13,8 +13,8 @@ import torch
 
 from .checkpoint import LAST, RunDir, load_checkpoint
 from .config import RunConfig, SampleConfig
-from .corpus import Corpus, load_corpus
-from .data import split_ids
+from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
+from .data import split_ids, split_sizes
 from .errors import CheckpointError, ConfigError, TokenizerError
 from .evaluate import Evaluation, evaluate_ids
 from .model import (
@@ -26,7 +26,7 @@ from .model import (
 from .resources import check_fits
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
-from .tokenizer import fit_tokenizer
+from .tokenizer import narrowest_dtype, scan
 from .train import Trainer
 
 log = logging.getLogger("chargen")
@@ -62,30 +62,52 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
                  DEFAULT_MAX_TIME // 60)
     if out is not None:
         RunDir.check_free(out)
-    corpus = _as_corpus(corpus or "builtin:python-docs", config)
-    tokenizer = fit_tokenizer(config.data.tokenizer, corpus.text)
-    ids = tokenizer.encode(corpus.text)
-    train_ids, val_ids = split_ids(ids, config.data.val_fraction, config.data.seq_len)
-    log.info("corpus %s: %s; %s tokens (vocabulary %d): %s train, %s validation", corpus.name,
-             corpus.summary(), f"{len(ids):,}", tokenizer.vocab_size, f"{len(train_ids):,}",
-             f"{len(val_ids):,}")
-    trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, None, quiet)
-    run = RunDir.fresh(out or Path("runs") / corpus.name, exist_ok_name=out is None)
-    trainer.run = run
-    run.write_setup(config, tokenizer, ids, {
-        "name": corpus.name, "sources": list(corpus.sources), "characters": len(corpus.text),
-        "distinct_characters": len(set(corpus.text)), "train_tokens": len(train_ids),
-        "val_tokens": len(val_ids),
-    })
+    stream = _as_stream(corpus or "builtin:python-docs", config)
+    tokenizer, stats = scan(config.data.tokenizer, stream.chunks())
+    if not stats.has_text:
+        raise empty_corpus(stream)
+    n_train, n_val = split_sizes(stats.tokens, config.data.val_fraction, config.data.seq_len)
+    log.info("corpus %s: %s characters, %s distinct; %s tokens (vocabulary %d): %s train, %s "
+             "validation", stream.name, f"{stats.characters:,}", f"{stats.distinct:,}",
+             f"{stats.tokens:,}", tokenizer.vocab_size, f"{n_train:,}", f"{n_val:,}")
+    _check_model_fits(config, tokenizer.vocab_size, resolve_device(config.train.device))
+    run = RunDir.fresh(out or Path("runs") / stream.name, exist_ok_name=out is None)
+    try:
+        run.write_ids((tokenizer.encode(chunk) for chunk in stream.chunks()), stats.tokens,
+                      narrowest_dtype(tokenizer.vocab_size))
+        run.write_setup(config, tokenizer, {
+            "name": stream.name, "sources": list(stream.sources),
+            "characters": stats.characters, "distinct_characters": stats.distinct,
+            "train_tokens": n_train, "val_tokens": n_val,
+        })
+        train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
+                                       config.data.seq_len)
+        trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet)
+    except BaseException:
+        run.discard()  # it was created empty a moment ago: nothing of the user's is in it
+        raise
     log.info("run directory: %s", run.path)
     return _fit(trainer)
 
 
-def _as_corpus(corpus, config: RunConfig) -> Corpus:
+@dataclass(frozen=True)
+class _TextStream:
+    """A Corpus already in memory, read as a stream of one piece."""
+
+    corpus: Corpus
+
+    name = property(lambda self: self.corpus.name)
+    sources = property(lambda self: self.corpus.sources)
+
+    def chunks(self):
+        yield self.corpus.text
+
+
+def _as_stream(corpus, config: RunConfig):
     if isinstance(corpus, Corpus):
-        return corpus
+        return _TextStream(corpus)
     data = config.data
-    return load_corpus(corpus, data.encoding, data.normalize_newlines, data.strip_gutenberg,
+    return open_corpus(corpus, data.encoding, data.normalize_newlines, data.strip_gutenberg,
                        data.lowercase)
 
 
@@ -93,7 +115,6 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
     seed_everything(config.train.seed)
     device = resolve_device(config.train.device)
     dtype = resolve_precision(config.train.precision, device)
-    _check_model_fits(config, vocab_size, device)
     model = RNNLanguageModel(config.model, vocab_size).to(device)
     log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
              config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
@@ -132,6 +153,7 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
     ids = run.read_ids()
     train_ids, val_ids = split_ids(ids, config.data.val_fraction, config.data.seq_len)
     vocab_size = run.read_tokenizer().vocab_size
+    _check_model_fits(config, vocab_size, resolve_device(config.train.device))
     trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet)
     if run.file(LAST).exists():
         trainer.restore()

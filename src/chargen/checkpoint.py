@@ -8,7 +8,6 @@ everything else JSON or numpy arrays loaded with allow_pickle=False.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -32,12 +31,20 @@ TRAINER_PREFIX = "trainer/"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    with atomic_file(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A binary file handle whose content replaces `path` only once fully written and
+    synced; on any failure the previous file stays and the temporary one is removed."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -89,6 +96,12 @@ class RunDir:
                                   "inside the run directory")
         return self.path / name
 
+    def discard(self) -> None:
+        """Remove a run directory this process has just created (setup failed)."""
+        for child in self.path.iterdir():
+            child.unlink()
+        self.path.rmdir()
+
     def remove_temporaries(self) -> None:
         """Delete the temporary files a killed writer left behind (never a finished file)."""
         for leftover in self.path.glob(".*.tmp"):
@@ -121,11 +134,23 @@ class RunDir:
             raise CheckpointError(f"{path} already exists and is not empty; resume it with --resume "
                                   f"{path}, or choose another --out")
 
-    def write_setup(self, config: RunConfig, tokenizer: Tokenizer, ids: np.ndarray,
+    def write_ids(self, pieces, count: int, dtype: np.dtype) -> None:
+        """Stream id arrays into ids.npy (atomically) without holding them all in memory."""
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                  "fortran_order": False, "shape": (count,)}
+        with atomic_file(self.file(IDS)) as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            written = 0
+            for ids in pieces:
+                handle.write(np.ascontiguousarray(ids, dtype=dtype).tobytes())
+                written += len(ids)
+            if written != count:
+                raise CheckpointError(f"the corpus changed while it was read ({written:,} "
+                                      f"tokens, not {count:,}); train again")
+
+    def write_setup(self, config: RunConfig, tokenizer: Tokenizer,
                     corpus_info: dict[str, Any]) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, ids, allow_pickle=False)
-        atomic_write(self.file(IDS), buffer.getvalue())
+        """config.json last: a directory without it is not (yet) a run."""
         atomic_write(self.file(TOKENIZER), (save_tokenizer_json(tokenizer) + "\n").encode())
         write_json(self.file(CONFIG), {
             "format_version": FORMAT_VERSION,

@@ -1,10 +1,15 @@
-"""Text sources -> one cleaned string: files, directories, built-in corpora; decode and clean."""
+"""Text sources -> cleaned text: files, directories, built-in corpora; decode and clean.
+
+Files are read in chunks, so a corpus of any size streams through in bounded memory
+(`CorpusStream.chunks`); `load_corpus` joins the chunks for text that fits in memory.
+"""
 
 from __future__ import annotations
 
 import codecs
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,14 +17,17 @@ from .errors import ConfigError, CorpusError
 from .resources import check_fits, format_bytes
 
 BUILTIN_PREFIX = "builtin:"
+CHUNK_BYTES = 1 << 24
 _SNIFF_BYTES = 8192
-# Peak memory while loading, per byte of text: the bytes, the decoded string, cleaning
-# copies and the token ids.
-_LOAD_BYTES_PER_BYTE = 5
-_GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.M | re.I)
+# Peak memory per byte of file when a whole text is held as one string: the chunks, the
+# joined string (up to 4 bytes a character) and a cleaning copy.
+_TEXT_BYTES_PER_BYTE = 6
+# Gutenberg markers are looked for in this much of the head and of the tail of a file.
+_MARKER_WINDOW = 1 << 20
+_GUTENBERG_START = re.compile(rb"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n?",
+                              re.M | re.I)
 _GUTENBERG_END = re.compile(
-    r"^(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg).*$", re.M | re.I
-)
+    rb"^(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg)", re.M | re.I)
 
 
 @dataclass(frozen=True)
@@ -41,27 +49,80 @@ def _python_docs() -> str:
 BUILTINS = {"python-docs": _python_docs}
 
 
-def load_corpus(
-    paths: list[str] | str,
-    encoding: str = "utf-8",
-    normalize_newlines: bool = True,
-    strip_gutenberg: bool = True,
-    lowercase: bool = False,
-) -> Corpus:
-    """Read, decode and clean every source; directories contribute their text files, sorted."""
+@dataclass(frozen=True)
+class CorpusStream:
+    """Resolved sources and cleaning options; `chunks()` reads them afresh each call."""
+
+    items: tuple[str | Path, ...]
+    name: str
+    encoding: str = "utf-8"
+    normalize_newlines: bool = True
+    strip_gutenberg: bool = True
+    lowercase: bool = False
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(str(item) for item in self.items)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(item.stat().st_size for item in self.items if isinstance(item, Path))
+
+    def chunks(self) -> Iterator[str]:
+        """Cleaned text pieces in order; sources are separated by a newline."""
+        ends_with_newline = True
+        for item in self.items:
+            if not ends_with_newline:
+                yield "\n"
+            for piece in self._item_chunks(item):
+                if piece:
+                    ends_with_newline = piece.endswith("\n")
+                    yield piece
+
+    def _item_chunks(self, item: str | Path) -> Iterator[str]:
+        if isinstance(item, str):
+            text = BUILTINS[item[len(BUILTIN_PREFIX) :]]()
+            yield clean_text(text, self.normalize_newlines, self.strip_gutenberg, self.lowercase)
+            return
+        newline_fix = _NewlineNormaliser() if self.normalize_newlines else None
+        for text in _decode_file(item, self.encoding, self.strip_gutenberg):
+            if newline_fix:
+                text = newline_fix(text)
+            yield text.lower() if self.lowercase else text
+        if newline_fix:
+            yield newline_fix.flush()
+
+
+def open_corpus(paths: list[str] | str, encoding: str = "utf-8", normalize_newlines: bool = True,
+                strip_gutenberg: bool = True, lowercase: bool = False) -> CorpusStream:
+    """Resolve the sources (files, directories' text files sorted, builtin:NAME) without
+    reading them."""
     if isinstance(paths, (str, Path)):
         paths = [str(paths)]
     if not paths:
         raise CorpusError("no corpus given: name a text file, a directory or builtin:python-docs")
     _check_encoding(encoding)
-    pieces, sources = [], []
-    for name, text in _read_sources([str(p) for p in paths], encoding):
-        pieces.append(clean_text(text, normalize_newlines, strip_gutenberg, lowercase))
-        sources.append(name)
-    text = "".join(_join_with_newline(pieces))
+    items = tuple(item for source in paths for item in _resolve(str(source), encoding))
+    return CorpusStream(items, corpus_name(str(paths[0])), encoding, normalize_newlines,
+                        strip_gutenberg, lowercase)
+
+
+def load_corpus(paths: list[str] | str, encoding: str = "utf-8", normalize_newlines: bool = True,
+                strip_gutenberg: bool = True, lowercase: bool = False) -> Corpus:
+    """Read, decode and clean every source into one string."""
+    stream = open_corpus(paths, encoding, normalize_newlines, strip_gutenberg, lowercase)
+    check_fits(_TEXT_BYTES_PER_BYTE * stream.size_bytes,
+               f"holding {format_bytes(stream.size_bytes)} of text in memory",
+               "use a smaller file, or raise CHARGEN_MAX_MEMORY if the estimate is wrong")
+    text = "".join(stream.chunks())
     if not text.strip():
-        raise CorpusError(f"the corpus is empty: {', '.join(sources)} holds no text to train on")
-    return Corpus(text=text, sources=tuple(sources), name=corpus_name(paths[0]))
+        raise empty_corpus(stream)
+    return Corpus(text=text, sources=stream.sources, name=stream.name)
+
+
+def empty_corpus(stream: CorpusStream) -> CorpusError:
+    return CorpusError(f"the corpus is empty: {', '.join(stream.sources)} holds no text to "
+                       "train on")
 
 
 def corpus_name(source: str) -> str:
@@ -83,20 +144,88 @@ def clean_text(text: str, normalize_newlines=True, strip_gutenberg=True, lowerca
 
 def strip_gutenberg_boilerplate(text: str) -> str:
     """Keep what lies between the Project Gutenberg START and END markers, when present."""
-    start = _GUTENBERG_START.search(text)
-    if start:
-        text = text[start.end() :].lstrip("\r\n")
-    end = _GUTENBERG_END.search(text)
-    if end:
-        text = text[: end.start()].rstrip() + "\n"
-    return text
+    data = text.encode("utf-8", "surrogatepass")
+    start, end, footer = gutenberg_range(data, data)
+    return data[start:end].decode("utf-8", "surrogatepass") + ("\n" if footer else "")
 
 
-def _join_with_newline(pieces):
-    for i, piece in enumerate(pieces):
-        yield piece
-        if i < len(pieces) - 1 and piece and not piece.endswith("\n"):
-            yield "\n"
+def gutenberg_range(head: bytes, tail: bytes, size: int | None = None) -> tuple[int, int, bool]:
+    """Byte range of the text between the markers, given the file's first and last bytes
+    (head and tail may be the same whole file). -> (start, end, whether a footer was cut)."""
+    size = len(tail) if size is None else size
+    start = 0
+    found = _GUTENBERG_START.search(head)
+    if found:
+        start = found.end()
+        while start < len(head) and head[start : start + 1] in (b"\r", b"\n"):
+            start += 1
+    tail_offset = size - len(tail)
+    for match in _GUTENBERG_END.finditer(tail):
+        if tail_offset + match.start() >= start:
+            end = tail_offset + len(tail[: match.start()].rstrip())
+            return start, max(end, start), True
+    return start, size, False
+
+
+class _NewlineNormaliser:
+    """CRLF and CR -> LF across chunk boundaries (a CR at a chunk's end waits for the next)."""
+
+    def __init__(self):
+        self.pending_cr = False
+
+    def __call__(self, text: str) -> str:
+        if self.pending_cr:
+            text = "\r" + text
+        self.pending_cr = text.endswith("\r")
+        if self.pending_cr:
+            text = text[:-1]
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+    def flush(self) -> str:
+        return "\n" if self.pending_cr else ""
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    return codecs.lookup(encoding).name not in ("utf-16", "utf-16-le", "utf-16-be", "utf-32",
+                                                "utf-32-le", "utf-32-be")
+
+
+def _byte_range(path: Path, encoding: str, strip_gutenberg: bool) -> tuple[int, int, bool]:
+    size = path.stat().st_size
+    if not strip_gutenberg or not _ascii_compatible(encoding):
+        return 0, size, False
+    with open(path, "rb") as handle:
+        head = handle.read(_MARKER_WINDOW)
+        if size <= 2 * _MARKER_WINDOW:
+            whole = head + handle.read()
+            return gutenberg_range(whole, whole)
+        handle.seek(size - _MARKER_WINDOW)
+        return gutenberg_range(head, handle.read(), size)
+
+
+def _decode_file(path: Path, encoding: str, strip_gutenberg: bool) -> Iterator[str]:
+    start, end, footer = _byte_range(path, encoding, strip_gutenberg)
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        offset = start
+        while offset < end:
+            data = handle.read(min(CHUNK_BYTES, end - offset))
+            if not data:
+                break
+            if offset == start and _looks_binary(data) and _ascii_compatible(encoding):
+                raise CorpusError(f"{path}: looks like a binary file, not text; give a text file")
+            buffered = len(decoder.getstate()[0])
+            try:
+                yield decoder.decode(data, final=offset + len(data) >= end)
+            except UnicodeDecodeError as err:
+                raise CorpusError(
+                    f"{path}: not valid {encoding} at byte {offset - buffered + err.start}; "
+                    "pass --encoding with the file's real encoding (e.g. --encoding latin-1)"
+                ) from None
+            offset += len(data)
+    if footer:
+        yield "\n"
 
 
 def _check_encoding(encoding: str) -> None:
@@ -106,7 +235,7 @@ def _check_encoding(encoding: str) -> None:
         raise ConfigError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
 
 
-def _resolve(source: str) -> list[str | Path]:
+def _resolve(source: str, encoding: str) -> list[str | Path]:
     """A source -> the builtin names and files it stands for (directories expanded)."""
     if source.startswith(BUILTIN_PREFIX):
         if source[len(BUILTIN_PREFIX) :] not in BUILTINS:
@@ -126,21 +255,6 @@ def _resolve(source: str) -> list[str | Path]:
     return [path]
 
 
-def _read_sources(paths: list[str], encoding: str):
-    items = [item for source in paths for item in _resolve(str(source))]
-    total = sum(item.stat().st_size for item in items if isinstance(item, Path))
-    check_fits(_LOAD_BYTES_PER_BYTE * total, f"loading {format_bytes(total)} of text",
-               "train on part of the text, or raise CHARGEN_MAX_MEMORY if the estimate is wrong")
-    for item in items:
-        if isinstance(item, str):
-            yield item, BUILTINS[item[len(BUILTIN_PREFIX) :]]()
-            continue
-        data = item.read_bytes()
-        if _looks_binary(data) and not encoding.lower().replace("-", "").startswith("utf16"):
-            raise CorpusError(f"{item}: looks like a binary file, not text; give a text file")
-        yield str(item), _decode(item, data, encoding)
-
-
 def _text_files(directory: Path) -> list[Path]:
     found = []
     for path in sorted(directory.rglob("*")):
@@ -155,13 +269,3 @@ def _text_files(directory: Path) -> list[Path]:
 
 def _looks_binary(data: bytes) -> bool:
     return b"\x00" in data[:_SNIFF_BYTES]
-
-
-def _decode(path: Path, data: bytes, encoding: str) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise CorpusError(
-            f"{path}: not valid {encoding} at byte {err.start}; "
-            "pass --encoding with the file's real encoding (e.g. --encoding latin-1)"
-        ) from None

@@ -9,23 +9,28 @@ import torch
 from .errors import CorpusError
 
 
-def split_ids(ids: np.ndarray, val_fraction: float, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Contiguous split: the last `val_fraction` of the ids is validation."""
-    n_val = int(len(ids) * val_fraction)
+def split_sizes(n_tokens: int, val_fraction: float, seq_len: int) -> tuple[int, int]:
+    """(train, validation) sizes of a contiguous split: the last `val_fraction` is validation;
+    refused when either part cannot hold one sequence."""
+    n_val = int(n_tokens * val_fraction)
     need = seq_len + 1
     if n_val < need:
         raise CorpusError(
-            f"the validation part ({n_val:,} tokens, {val_fraction:g} of {len(ids):,}) cannot hold "
+            f"the validation part ({n_val:,} tokens, {val_fraction:g} of {n_tokens:,}) cannot hold "
             f"one sequence of {seq_len} + 1 tokens; give more text, a larger --val-fraction "
             "or a smaller --seq-len"
         )
-    train = ids[: len(ids) - n_val]
-    if len(train) < need:
+    if n_tokens - n_val < need:
         raise CorpusError(
-            f"the training part ({len(train):,} tokens) is shorter than one sequence of {seq_len} "
-            "+ 1 tokens; give more text or a smaller --seq-len"
+            f"the training part ({n_tokens - n_val:,} tokens) is shorter than one sequence of "
+            f"{seq_len} + 1 tokens; give more text or a smaller --seq-len"
         )
-    return train, ids[len(ids) - n_val :]
+    return n_tokens - n_val, n_val
+
+
+def split_ids(ids: np.ndarray, val_fraction: float, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    n_train, _ = split_sizes(len(ids), val_fraction, seq_len)
+    return ids[:n_train], ids[n_train:]
 
 
 class _Batches:

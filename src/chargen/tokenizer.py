@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,16 +40,16 @@ class CharTokenizer:
         if any(len(c) != 1 for c in chars):
             raise TokenizerError("a character tokenizer holds single characters only")
         self.chars = sorted(set(chars))
-        self._points = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        points = np.array([ord(c) for c in self.chars], dtype=np.int64)
+        # code point -> id; the slot past the largest known point catches every unknown one.
+        self._lookup = np.zeros(int(points.max(initial=-1)) + 2,
+                                dtype=narrowest_dtype(len(self.chars) + 1))
+        self._lookup[points] = np.arange(1, len(points) + 1)
         self._table = np.array([UNKNOWN, *self.chars], dtype=object)
 
     @classmethod
     def fit(cls, text: str) -> CharTokenizer:
-        points = np.zeros(0, dtype=np.uint32)
-        for start in range(0, len(text), _ENCODE_CHUNK):
-            chunk = np.unique(_code_points(text[start : start + _ENCODE_CHUNK]))
-            points = np.union1d(points, chunk)
-        return cls([chr(p) for p in points.tolist()])
+        return cls(seen_characters([text]))
 
     @property
     def vocab_size(self) -> int:
@@ -59,17 +60,12 @@ class CharTokenizer:
         return [self.unknown_id]
 
     def encode(self, text: str) -> np.ndarray:
-        ids = np.empty(len(text), dtype=narrowest_dtype(self.vocab_size))
+        ids = np.empty(len(text), dtype=self._lookup.dtype)
         for start in range(0, len(text), _ENCODE_CHUNK):  # bounds the temporaries' memory
-            ids[start : start + _ENCODE_CHUNK] = self._encode_chunk(text[start : start + _ENCODE_CHUNK])
+            points = _code_points(text[start : start + _ENCODE_CHUNK])
+            ids[start : start + len(points)] = self._lookup[
+                np.minimum(points, len(self._lookup) - 1)]
         return ids
-
-    def _encode_chunk(self, text: str) -> np.ndarray:
-        points = _code_points(text)
-        if not len(self._points):
-            return np.zeros(len(points), dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self._points, points), len(self._points) - 1)
-        return np.where(self._points[pos] == points, pos + 1, self.unknown_id)
 
     def unknown_chars(self, text: str) -> list[str]:
         ids = self.encode(text)
@@ -120,6 +116,42 @@ Tokenizer = CharTokenizer | ByteTokenizer
 
 def fit_tokenizer(kind: str, text: str) -> Tokenizer:
     return {"char": CharTokenizer, "byte": ByteTokenizer}[kind].fit(text)
+
+
+def seen_characters(chunks) -> list[str]:
+    """The distinct characters of a stream of text pieces, in code-point order."""
+    seen = np.zeros(0x110000, dtype=bool)
+    for chunk in chunks:
+        for start in range(0, len(chunk), _ENCODE_CHUNK):
+            seen[_code_points(chunk[start : start + _ENCODE_CHUNK])] = True
+    return [chr(p) for p in np.flatnonzero(seen).tolist()]
+
+
+@dataclass(frozen=True)
+class TextStats:
+    characters: int
+    tokens: int
+    distinct: int
+    has_text: bool  # anything but whitespace
+
+
+def scan(kind: str, chunks) -> tuple[Tokenizer, TextStats]:
+    """One pass over the text: fit the tokenizer and count what the split and summary need."""
+    counts = {"characters": 0, "tokens": 0, "has_text": False}
+
+    def counted():
+        for chunk in chunks:
+            counts["characters"] += len(chunk)
+            if kind == "byte":
+                counts["tokens"] += len(chunk.encode("utf-8", "surrogatepass"))
+            counts["has_text"] = counts["has_text"] or not chunk.isspace()
+            yield chunk
+
+    chars = seen_characters(counted())
+    tokenizer = CharTokenizer(chars) if kind == "char" else ByteTokenizer()
+    if kind == "char":
+        counts["tokens"] = counts["characters"]
+    return tokenizer, TextStats(distinct=len(chars), **counts)
 
 
 def tokenizer_from_dict(raw: dict[str, Any]) -> Tokenizer:
