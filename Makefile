@@ -24,6 +24,11 @@ test: $(STAMP)
 	CHARGEN_CORPORA=$(CORPORA) $(PY) -m pytest -q
 	$(VENV)/bin/ruff check src tests benchmarks
 
+bench: $(STAMP)
+	CHARGEN_CORPORA=$(CORPORA) $(PY) benchmarks/training.py
+	CHARGEN_CORPORA=$(CORPORA) $(PY) benchmarks/generation.py
+	CHARGEN_CORPORA=$(CORPORA) $(PY) benchmarks/scale.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 

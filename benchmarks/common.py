@@ -51,7 +51,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def record(title: str, text: str) -> None:
     """Print a section and replace the section of the same title in RESULTS.md."""
-    command = "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    command = "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
     stamp = datetime.date.today().isoformat()
     section = f"## {title}\n\n{stamp} on {machine()}\n\n`{command}`\n\n{text}\n"
     print(section)

@@ -102,3 +102,9 @@ def test_categorical_draws_follow_the_probabilities():
     draws = sample_categorical(probs, torch.Generator().manual_seed(3))
     freq = torch.bincount(draws, minlength=5).float() / len(draws)
     torch.testing.assert_close(freq, probs[0], atol=0.005, rtol=0)
+
+
+def test_zero_probability_ids_are_never_drawn_even_at_the_edges():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).repeat(50_000, 1)
+    draws = sample_categorical(probs, torch.Generator().manual_seed(0))
+    assert set(draws.tolist()) == {1, 3}

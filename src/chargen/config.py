@@ -146,9 +146,11 @@ class SampleConfig:
     greedy: bool = False
     seed: int | None = None
     unknown: str = "error"
+    precision: str = "auto"
 
     def validate(self) -> SampleConfig:
         _choice("unknown", self.unknown, ("error", "replace", "skip"))
+        _choice("precision", self.precision, ("auto", "fp32"))
         _non_negative("length", self.length)
         _non_negative("top_k", self.top_k)
         _positive("num", self.num, limit=4096)

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from .data import eval_windows
 from .model import RNNLanguageModel, detach_state
-from .runtime import autocast
+from .runtime import autocast, to_device
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
     total, count, state = 0.0, 0, None
     try:
         for x, y in eval_windows(np.asarray(ids), seq_len):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = to_device(x, device), to_device(y, device)
             with autocast(device, dtype):
                 logits, state = model(x, state)
             state = detach_state(state)

@@ -34,30 +34,12 @@ class RNNLanguageModel(nn.Module):
         return self.head(self.head_dropout(hidden)), state
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One token per row: ids (batch,) -> logits (batch, vocab). For decoding: ATen's fused
-        cell op per layer skips the sequence machinery of the full RNN call (inference only)."""
-        x = self.embedding(ids)
-        cell = torch.lstm_cell if self.config.cell == "lstm" else torch.gru_cell
-        lstm = self.config.cell == "lstm"
-        h_all, c_all = state if lstm else (state, None)
-        hs, cs = [], []
-        for layer in range(self.config.num_layers):
-            weights = self._layer_weights[layer]
-            if lstm:
-                h, c = cell(x, (h_all[layer], c_all[layer]), *weights)
-                cs.append(c)
-            else:
-                h = cell(x, h_all[layer], *weights)
-            hs.append(h)
-            x = h
-        new_state = (torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs)
-        return self.head(x), new_state
+        """One token per row (inference): ids (batch,) -> logits (batch, vocab) and the state."""
+        from .decode import Decoder
 
-    @property
-    def _layer_weights(self):
-        return [[getattr(self.rnn, f"{name}_l{layer}") for name in
-                 ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                for layer in range(self.config.num_layers)]
+        decoder = Decoder(self)
+        logits, layers = decoder.step(ids, decoder.split_state(state))
+        return logits, decoder.join_state(layers)
 
     def init_state(self, batch_size: int, device=None) -> State:
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)

@@ -48,28 +48,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device without a sync: pinned memory and a non-blocking copy on CUDA."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-
-# oneDNN's fused RNN pays a large fixed cost per call (measured on this CPU: ~6 ms for a 2x512
-# LSTM, whatever the batch up to 32), which swamps one-token decoding steps; ATen's native
-# kernels are 2-15x faster there. Big batches still go to oneDNN.
-NATIVE_RNN_MAX_BATCH = 32
-
-
-@contextlib.contextmanager
-def decoding_kernels(device: torch.device, batch_size: int):
-    """The fastest RNN kernels for one-token steps: native ATen on CPU for small batches."""
-    if device.type != "cpu" or batch_size > NATIVE_RNN_MAX_BATCH:
-        yield
-        return
-    previous = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
-    try:
-        yield
-    finally:
-        torch._C._set_mkldnn_enabled(previous)

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from .config import SampleConfig
+from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
-from .runtime import NATIVE_RNN_MAX_BATCH, autocast, bf16_is_fast, decoding_kernels
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -61,11 +61,14 @@ def _choose(logits: torch.Tensor, config: SampleConfig, generator) -> torch.Tens
 
 
 def sample_categorical(probs: torch.Tensor, generator=None) -> torch.Tensor:
-    """One draw per row: argmax of p / E with E ~ Exp(1) picks i with probability p_i (the
-    exponential race). Four cheap ops, against ten or so inside torch.multinomial, which
-    matters when one token is drawn per step."""
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    return (probs / race).argmax(dim=-1)
+    """One draw per row by inverting the cumulative distribution: a uniform number per row,
+    scaled to the row's total mass, located with searchsorted (right side, so that
+    zero-probability ids are never chosen). Three cheap ops where torch.multinomial takes
+    ten or so; it matters when one token is drawn per step."""
+    cdf = probs.cumsum(dim=-1)
+    uniform = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device,
+                         dtype=cdf.dtype)
+    return torch.searchsorted(cdf, uniform * cdf[..., -1:], right=True).squeeze(-1)
 
 
 def banned_bias(vocab_size: int, banned: Sequence[int], device) -> torch.Tensor | None:
@@ -100,23 +103,13 @@ def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleCo
     logits, state = consume_prompt(model, prompt.to(device))
     rows = torch.zeros(config.num, dtype=torch.long, device=device)
     logits, state = logits.index_select(0, rows), select_state(state, rows)
+    decoder = Decoder(model, decode_dtype(device, config.num, model.config.hidden_size,
+                                          config.precision))
+    layers = decoder.split_state(state)
     for _ in range(config.length):
-        # The kernel choice is made per step, never held across a yield: it is global state.
-        with decoding_kernels(device, config.num):
-            next_ids = _choose(logits if bias is None else logits + bias, config, generator)
-            logits, state = _decode_step(model, next_ids, state)
+        next_ids = _choose(logits if bias is None else logits + bias, config, generator)
+        logits, layers = decoder.step(next_ids, layers)
         yield next_ids
-
-
-def _decode_step(model: RNNLanguageModel, ids: torch.Tensor, state):
-    """Small batches: per-layer fused cells (least overhead). Large batches: the full RNN
-    call, where oneDNN's batched kernels win, in bf16 where the hardware runs it fast."""
-    if ids.size(0) <= NATIVE_RNN_MAX_BATCH:
-        return model.step(ids, state)
-    device = ids.device
-    with autocast(device, torch.bfloat16 if bf16_is_fast(device) else None):
-        logits, state = model(ids.view(-1, 1), state)
-    return logits[:, -1].float(), state
 
 
 def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,

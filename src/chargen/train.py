@@ -21,7 +21,7 @@ from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress
-from .runtime import autocast
+from .runtime import autocast, to_device
 
 log = logging.getLogger("chargen")
 MAX_ROLLBACKS = 3
@@ -214,8 +214,7 @@ class Trainer:
             self._progress_fraction(), step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = self.batches.batch(step)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x, y = (to_device(t, self.device) for t in self.batches.batch(step))
         state = None if self.batches.starts_new_stream(step) else self.carried
         with autocast(self.device, self.dtype):
             logits, state = self.model(x, state)
