@@ -35,7 +35,7 @@ CASES = {  # name: (model, batch, seq_len, steps per measurement)
     "1x256 LSTM": (ModelConfig(hidden_size=256, num_layers=1, dropout=0.0), 64, 100, 30),
     "2x512 LSTM": (ModelConfig(hidden_size=512, num_layers=2, dropout=0.0), 64, 100, 12),
     "1x1024 GRU": (ModelConfig(cell="gru", hidden_size=1024, num_layers=1, dropout=0.0), 64, 100, 6),
-    "3x1024 LSTM": (ModelConfig(hidden_size=1024, num_layers=3, dropout=0.0), 32, 100, 4),
+    "3x1024 LSTM": (ModelConfig(hidden_size=1024, num_layers=3, dropout=0.0), 64, 100, 4),
 }
 
 

@@ -17,6 +17,14 @@ from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
 from .data import split_ids, split_sizes
 from .errors import CheckpointError, ConfigError, TokenizerError
 from .evaluate import Evaluation, evaluate_ids
+from .finetune import (
+    derive_config,
+    fine_tune_tokenizer,
+    freeze_lower_layers,
+    initial_weights,
+    load_base,
+    provenance,
+)
 from .model import (
     RNNLanguageModel,
     count_parameters,
@@ -49,13 +57,20 @@ class TrainResult:
 
 
 def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None, *,
-          resume: str | None = None, config: RunConfig | None = None, quiet: bool = False,
+          resume: str | None = None, init_from: str | None = None, extend_vocab: bool = False,
+          unknown: str = "error", config: RunConfig | None = None, quiet: bool = False,
           **overrides: Any) -> TrainResult:
     """Train a new run on `corpus` (paths, builtin:NAME or a Corpus), or continue `resume`.
-    Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600."""
+    Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600.
+    `init_from` starts from a trained run's weights (fine-tuning): characters it never saw
+    are an error, added with `extend_vocab`, or trained as unknown with unknown='replace'."""
     if resume is not None:
         return _resume(resume, overrides, quiet)
-    config = (config or RunConfig()).with_overrides(overrides).validate()
+    base = load_base(init_from) if init_from is not None else None
+    if base is not None:
+        config = derive_config(base, overrides)
+    else:
+        config = (config or RunConfig()).with_overrides(overrides).validate()
     if config.train.max_steps is None and config.train.epochs is None and config.train.max_time is None:
         config = config.with_overrides({"max_time": DEFAULT_MAX_TIME})
         log.info("no --max-steps, --epochs or --max-time given: training for %d minutes",
@@ -64,6 +79,8 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
         RunDir.check_free(out)
     stream = _as_stream(corpus or "builtin:python-docs", config)
     tokenizer, stats = scan(config.data.tokenizer, stream.chunks())
+    if base is not None:
+        tokenizer = fine_tune_tokenizer(base, tokenizer, extend_vocab, unknown)
     if not stats.has_text:
         raise empty_corpus(stream)
     n_train, n_val = split_sizes(stats.tokens, config.data.val_fraction, config.data.seq_len)
@@ -79,10 +96,13 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
             "name": stream.name, "sources": list(stream.sources),
             "characters": stats.characters, "distinct_characters": stats.distinct,
             "train_tokens": n_train, "val_tokens": n_val,
+            **(provenance(base, extend_vocab) if base is not None else {}),
         })
         train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
                                        config.data.seq_len)
-        trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet)
+        init = initial_weights(base, tokenizer) if base is not None else None
+        trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet,
+                                 init)
     except BaseException:
         run.discard()  # it was created empty a moment ago: nothing of the user's is in it
         raise
@@ -111,11 +131,16 @@ def _as_stream(corpus, config: RunConfig):
                        data.lowercase)
 
 
-def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, quiet) -> Trainer:
+def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, quiet,
+                   init_weights=None) -> Trainer:
     seed_everything(config.train.seed)
     device = resolve_device(config.train.device)
     dtype = resolve_precision(config.train.precision, device)
-    model = RNNLanguageModel(config.model, vocab_size).to(device)
+    model = RNNLanguageModel(config.model, vocab_size)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
+    freeze_lower_layers(model, config.train.freeze_layers)
+    model.to(device)
     log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
              config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
              f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])

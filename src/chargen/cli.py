@@ -81,7 +81,7 @@ _TRAIN_FIELDS = (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
-    "eval_every eval_chars log_every seed device precision on_divergence"
+    "eval_every eval_chars log_every seed device precision on_divergence freeze_layers"
 ).split()
 
 
@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default runs/<corpus name>, never reused)")
     train.add_argument("--resume", metavar="RUN", help="continue a run where it stopped")
     train.add_argument("--preset", help=f"named settings: {', '.join(PRESETS)}")
+    tune = train.add_argument_group("fine-tuning")
+    tune.add_argument("--init-from", metavar="RUN",
+                      help="start from a trained run's weights, model shape and vocabulary "
+                           "(learning rate defaults to a quarter of the base run's)")
+    tune.add_argument("--extend-vocab", action="store_true",
+                      help="add the corpus's characters the base run never saw")
+    tune.add_argument("--unknown", choices=("error", "replace"), default="error",
+                      help="characters the base run never saw: stop (default) or train them "
+                           "as the unknown id")
+    tune.add_argument("--freeze-layers", type=int, metavar="K",
+                      help="keep the embedding and the first K recurrent layers fixed")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     _add_train_flags(train)
 
@@ -131,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import api
 
-    if args.resume and (args.corpus or args.preset or args.out):
-        raise ChargenError_usage("--resume takes no corpus, --preset or --out: the run has them")
+    if args.resume and (args.corpus or args.preset or args.out or args.init_from):
+        raise ChargenError_usage("--resume takes no corpus, --preset, --out or --init-from: the "
+                                 "run has them")
     overrides = preset(args.preset) if args.preset else {}
     overrides.update({k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None})
     result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
-                       **overrides)
+                       init_from=args.init_from, extend_vocab=args.extend_vocab,
+                       unknown=args.unknown, **overrides)
     _report_training(result)
     return 0
 

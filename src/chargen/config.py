@@ -72,10 +72,12 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     on_divergence: str = "stop"
+    freeze_layers: int = 0
 
     def validate(self) -> None:
         _choice("optimizer", self.optimizer, ("adamw", "adam"))
         _choice("on_divergence", self.on_divergence, ("stop", "rollback"))
+        _non_negative("freeze_layers", self.freeze_layers)
         _choice("schedule", self.schedule, ("cosine", "constant"))
         _choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
         _positive("lr", self.lr, limit=10.0)

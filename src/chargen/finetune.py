@@ -1,0 +1,111 @@
+"""Start a run from a trained one: its model shape, tokenizer and weights, optionally with the
+vocabulary grown for new characters and the lower layers frozen."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .checkpoint import RunDir, load_checkpoint
+from .config import RunConfig
+from .errors import ConfigError, TokenizerError
+from .model import RNNLanguageModel
+from .tokenizer import CharTokenizer, Tokenizer
+
+log = logging.getLogger("chargen")
+# Without --lr, fine-tuning starts from this fraction of the base run's learning rate.
+FINETUNE_LR_FACTOR = 0.25
+
+
+@dataclass
+class Base:
+    run: RunDir
+    config: RunConfig
+    tokenizer: Tokenizer
+    weights: dict[str, torch.Tensor]
+
+
+def load_base(path: str) -> Base:
+    run = RunDir(path).check_exists()
+    weights, _, _ = load_checkpoint(run.weights_file("best"))
+    return Base(run, run.read_config(), run.read_tokenizer(), weights)
+
+
+def derive_config(base: Base, overrides: dict) -> RunConfig:
+    """The new run's settings: the model and tokenizer kind of the base, the rest from the
+    defaults and flags; a flag that would reshape the model is refused."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name, value in given.items():
+        if hasattr(base.config.model, name) and getattr(base.config.model, name) != value:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} conflicts with the base run's "
+                              f"{getattr(base.config.model, name)}: --init-from keeps the model "
+                              "shape; drop the flag")
+    if given.get("tokenizer", base.config.data.tokenizer) != base.config.data.tokenizer:
+        raise ConfigError("--tokenizer conflicts with the base run's; --init-from keeps it")
+    given.setdefault("lr", base.config.train.lr * FINETUNE_LR_FACTOR)
+    config = RunConfig(model=base.config.model).with_overrides(
+        {"tokenizer": base.config.data.tokenizer, **given})
+    return config.validate()
+
+
+def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool,
+                        unknown: str) -> Tokenizer:
+    """The base vocabulary, grown by the corpus's new characters with `extend`; otherwise new
+    characters are an error, or (unknown='replace') trained as the unknown id."""
+    if not isinstance(base.tokenizer, CharTokenizer):
+        return base.tokenizer
+    new = sorted(set(corpus_tokenizer.chars) - set(base.tokenizer.chars))
+    if not new:
+        return base.tokenizer
+    if extend:
+        log.info("extending the vocabulary by %d characters: %s", len(new), "".join(new)[:80])
+        return CharTokenizer(base.tokenizer.chars + new)
+    if unknown == "replace":
+        log.warning("%d characters the base run never saw are trained as [UNK]: %s", len(new),
+                    "".join(new)[:80])
+        return base.tokenizer
+    shown = " ".join(repr(c) for c in new[:20])
+    raise TokenizerError(f"the corpus has {len(new)} characters the base run never saw: {shown};"
+                         " add them with --extend-vocab, or train them as unknown with "
+                         "--unknown replace")
+
+
+def initial_weights(base: Base, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+    """The base weights with the vocabulary rows moved to the new ids. New characters get the
+    mean embedding and output row, and the lowest output bias, so they start unlikely."""
+    if tokenizer is base.tokenizer:
+        return base.weights
+    old_ids = {c: i + 1 for i, c in enumerate(base.tokenizer.chars)}
+    source = torch.tensor([old_ids.get(c, -1) for c in ["", *tokenizer.chars]])
+    source[0] = base.tokenizer.unknown_id
+    weights = dict(base.weights)
+    for name in ("embedding.weight", "head.weight", "head.bias"):
+        old = base.weights[name]
+        fill = old.min() if name == "head.bias" else old.mean(dim=0)
+        grown = fill.expand(len(source), *old.shape[1:]).clone()
+        known = source >= 0
+        grown[known] = old[source[known]]
+        weights[name] = grown
+    return weights
+
+
+def freeze_lower_layers(model: RNNLanguageModel, layers: int) -> None:
+    """No gradient for the embedding and the first `layers` recurrent layers."""
+    if layers <= 0:
+        return
+    if layers > model.config.num_layers:
+        raise ConfigError(f"--freeze-layers {layers} is more than the model's "
+                          f"{model.config.num_layers} layers")
+    for name, parameter in model.named_parameters():
+        suffix = name.rsplit("_l", 1)[-1]
+        in_frozen_layer = name.startswith("rnn.") and suffix.isdigit() and int(suffix) < layers
+        if name.startswith("embedding.") or in_frozen_layer:
+            parameter.requires_grad_(False)
+
+
+def provenance(base: Base, extend: bool) -> dict:
+    return {"init_from": str(base.run.path), "extended_vocab": extend,
+            "base_model": dataclasses.asdict(base.config.model)}
