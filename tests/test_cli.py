@@ -205,3 +205,12 @@ def test_bad_input_table(bad_inputs, trained_run, capsys, monkeypatch):
         assert not (bad_inputs / "runs").exists(), argv
         for key in env:
             monkeypatch.delenv(key)
+
+
+def test_sample_precision_and_unknown_flags(trained_run, capsys):
+    assert main(["sample", str(trained_run), "--prime", "The", "--length", "12", "--seed", "3",
+                 "--precision", "fp32"]) == 0
+    assert capsys.readouterr().out.startswith("The")
+    assert main(["sample", str(trained_run), "--prime", "The \u4e2d", "--unknown", "skip",
+                 "--length", "5", "--num", "40", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.count("--- sample") == 40

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--unknown", choices=("error", "replace", "skip"), default="error",
                         help="prompt characters the model never saw: stop with an error "
                              "(default), replace them with the unknown id, or skip them")
+    sample.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help="auto: bf16 weight copies for large batches or layers where the "
+                             "hardware runs bf16 fast; fp32: always float32")
     sample.add_argument("--which", choices=("best", "last"), default="best")
     sample.add_argument("--device", default="cpu")
 
@@ -167,7 +170,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     settings = SampleConfig(length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, num=args.num, greedy=args.greedy,
-                            seed=args.seed, unknown=args.unknown).validate()
+                            seed=args.seed, unknown=args.unknown,
+                            precision=args.precision).validate()
     model = api.load(args.run, which=args.which, device=args.device)
     prime = args.prime if args.prime is not None else model.random_prime(args.seed)
     _print_samples(model, prime, vars(settings))

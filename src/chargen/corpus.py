@@ -36,9 +36,6 @@ class Corpus:
     sources: tuple[str, ...]
     name: str
 
-    def summary(self) -> str:
-        return f"{len(self.text):,} characters, {len(set(self.text)):,} distinct"
-
 
 def _python_docs() -> str:
     from pydoc_data.topics import topics
