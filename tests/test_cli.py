@@ -214,3 +214,11 @@ def test_sample_precision_and_unknown_flags(trained_run, capsys):
     assert main(["sample", str(trained_run), "--prime", "The \u4e2d", "--unknown", "skip",
                  "--length", "5", "--num", "40", "--seed", "3"]) == 0
     assert capsys.readouterr().out.count("--- sample") == 40
+
+
+def test_demo_trains_on_the_builtin_corpus_and_prints_samples(tmp_path, capsys):
+    assert main(["demo", "--max-time", "3s", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "validation:" in out and "bits/char" in out
+    assert f"run directory: {tmp_path / 'demo'}" in out
+    assert (tmp_path / "demo" / "best.safetensors").exists()
