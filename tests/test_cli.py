@@ -222,3 +222,17 @@ def test_demo_trains_on_the_builtin_corpus_and_prints_samples(tmp_path, capsys):
     assert "validation:" in out and "bits/char" in out
     assert f"run directory: {tmp_path / 'demo'}" in out
     assert (tmp_path / "demo" / "best.safetensors").exists()
+
+
+def test_sample_stop_and_repetition_penalty_flags(trained_run, capsys):
+    assert main(["sample", str(trained_run), "--prime", "The", "--length", "300", "--seed", "4",
+                 "--stop", "o", "--stop", "xyz", "--repetition-penalty", "1.2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The") and "o" not in out[3:]
+    assert main(["sample", str(trained_run), "--repetition-penalty", "-1"]) == 2
+
+
+def test_presets_are_listed(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "demo: --hidden-size 256" in out and "default: (the defaults)" in out

@@ -2,14 +2,18 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chargen.config import ModelConfig, SampleConfig
 from chargen.errors import ConfigError
 from chargen.model import RNNLanguageModel
 from chargen.sampling import (
+    StopWatch,
     choose_next,
     generate_ids,
     mask_ids,
+    penalize_repetition,
     sample_categorical,
     top_k_filter,
     top_p_filter,
@@ -108,3 +112,33 @@ def test_zero_probability_ids_are_never_drawn_even_at_the_edges():
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).repeat(50_000, 1)
     draws = sample_categorical(probs, torch.Generator().manual_seed(0))
     assert set(draws.tolist()) == {1, 3}
+
+
+def test_repetition_penalty_lowers_seen_ids_only():
+    logits = torch.tensor([[2.0, -1.0, 3.0, 0.5]])
+    seen = torch.tensor([[True, True, False, False]])
+    out = penalize_repetition(logits, seen, 2.0)
+    assert out.tolist() == [[1.0, -2.0, 3.0, 0.5]]
+    with pytest.raises(ConfigError, match="--repetition-penalty"):
+        SampleConfig(repetition_penalty=0).validate()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab\n", max_size=40), st.text(alphabet="ab\n", min_size=1, max_size=3),
+       st.lists(st.integers(0, 40), max_size=8))
+def test_stop_sequences_cut_streamed_text_at_the_first_match(text, stop, cuts):
+    bounds = sorted(set([0, len(text), *[c for c in cuts if c <= len(text)]]))
+    watch = StopWatch([stop])
+    out = "".join(watch.feed(text[a:b]) for a, b in zip(bounds, bounds[1:])) + watch.flush()
+    expected = text[: text.find(stop)] if stop in text else text
+    assert out == expected
+    assert watch.done == (stop in text)
+
+
+def test_generation_with_stop_and_penalty_runs_batched(trained_run):
+    from chargen import api
+
+    model = api.load(str(trained_run))
+    texts = model.sample("The ", num=4, length=200, seed=2, stop=["."], repetition_penalty=1.3)
+    assert len(texts) == 4 and all("." not in t for t in texts)
+    assert any(len(t) < 200 for t in texts)

@@ -129,12 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--precision", choices=("auto", "fp32"), default="auto",
                         help="auto: bf16 weight copies for large batches or layers where the "
                              "hardware runs bf16 fast; fp32: always float32")
+    sample.add_argument("--stop", action="append", default=[], metavar="SEQ",
+                        help="end a sample where it produces SEQ (not printed); repeatable, "
+                             "e.g. --stop $'\\n\\n'")
+    sample.add_argument("--repetition-penalty", type=float, default=1.0, metavar="P",
+                        help="discourage characters already in the text (1: off; 1.1-1.3 "
+                             "breaks greedy loops)")
     sample.add_argument("--which", choices=("best", "last"), default="best")
     sample.add_argument("--device", default="cpu")
 
     evaluate = commands.add_parser("eval", help="loss of a trained run on some text")
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument("files", nargs="+", help="text files or directories")
+
+    commands.add_parser("presets", help="list the named settings for train --preset")
 
     demo = commands.add_parser("demo", help="train briefly on the built-in corpus and sample")
     demo.add_argument("--out", help="run directory (default runs/python-docs-N)")
@@ -171,7 +179,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     settings = SampleConfig(length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, num=args.num, greedy=args.greedy,
                             seed=args.seed, unknown=args.unknown,
-                            precision=args.precision).validate()
+                            precision=args.precision, stop=tuple(args.stop),
+                            repetition_penalty=args.repetition_penalty).validate()
     model = api.load(args.run, which=args.which, device=args.device)
     prime = args.prime if args.prime is not None else model.random_prime(args.seed)
     _print_samples(model, prime, vars(settings))
@@ -201,6 +210,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, settings in PRESETS.items():
+        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+        print(f"{name}: {shown or '(the defaults)'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import api
 
@@ -223,7 +239,8 @@ class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by 
     exit_code = 2
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
+            "demo": cmd_demo}
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -149,8 +149,13 @@ class SampleConfig:
     seed: int | None = None
     unknown: str = "error"
     precision: str = "auto"
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
 
     def validate(self) -> SampleConfig:
+        if not _is_number(self.repetition_penalty) or self.repetition_penalty <= 0:
+            raise ConfigError(f"--repetition-penalty must be more than zero (got "
+                              f"{self.repetition_penalty}); 1 means none, 1.2 is a usual value")
         _choice("unknown", self.unknown, ("error", "replace", "skip"))
         _choice("precision", self.precision, ("auto", "fp32"))
         _non_negative("length", self.length)

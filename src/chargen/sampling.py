@@ -106,16 +106,68 @@ def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleCo
     decoder = Decoder(model, decode_dtype(device, config.num, model.config.hidden_size,
                                           config.precision))
     layers = decoder.split_state(state)
+    seen = None
+    if config.repetition_penalty != 1.0:
+        seen = torch.zeros(config.num, model.vocab_size, dtype=torch.bool, device=device)
+        seen[:, prompt.to(device)] = True
     for _ in range(config.length):
+        if seen is not None:
+            logits = penalize_repetition(logits, seen, config.repetition_penalty)
         next_ids = _choose(logits if bias is None else logits + bias, config, generator)
+        if seen is not None:
+            seen[torch.arange(config.num, device=device), next_ids] = True
         logits, layers = decoder.step(next_ids, layers)
         yield next_ids
+
+
+def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: the logits of ids already in the text are divided by
+    `penalty` when positive and multiplied by it when negative (penalty > 1 discourages)."""
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+class StopWatch:
+    """Cuts a sample at the first of the stop sequences (which is not emitted), holding back
+    just enough text to recognise a stop sequence that arrives over several pieces."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.pending, self.done = "", False
+
+    def feed(self, piece: str) -> str:
+        if self.done:
+            return ""
+        self.pending += piece
+        cuts = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if cuts:
+            self.done = True
+            out, self.pending = self.pending[: min(cuts)], ""
+            return out
+        ready = len(self.pending) - self.hold
+        out, self.pending = self.pending[: max(ready, 0)], self.pending[max(ready, 0) :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = ("" if self.done else self.pending), ""
+        return out
 
 
 def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,
                   config: SampleConfig) -> Iterator[list[str]]:
     """Yields, per step, one text piece per sample (a piece may be empty while a byte-level
-    sample is in the middle of a multi-byte character)."""
+    sample is in the middle of a multi-byte character, or after the sample met a stop
+    sequence). Ends early once every sample has stopped."""
     decoders = [tokenizer.stream_decoder() for _ in range(config.num)]
+    watches = [StopWatch(config.stop) for _ in range(config.num)] if config.stop else None
     for ids in generate_ids(model, prompt_ids, config, tokenizer.never_sample):
-        yield [decode([token]) for decode, token in zip(decoders, ids.tolist())]
+        pieces = [decode([token]) for decode, token in zip(decoders, ids.tolist())]
+        if watches is None:
+            yield pieces
+            continue
+        yield [watch.feed(piece) for watch, piece in zip(watches, pieces)]
+        if all(watch.done for watch in watches):
+            return
+    if watches is not None:
+        yield [watch.flush() for watch in watches]
