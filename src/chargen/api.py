@@ -15,7 +15,8 @@ from .checkpoint import LAST, RunDir, load_checkpoint
 from .config import RunConfig, SampleConfig
 from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
 from .data import split_ids, split_sizes
-from .errors import CheckpointError, ConfigError, TokenizerError
+from .distributed import World, from_main, join
+from .errors import ChargenError, CheckpointError, ConfigError, TokenizerError
 from .evaluate import Evaluation, evaluate_ids
 from .finetune import (
     derive_config,
@@ -75,6 +76,39 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
         config = config.with_overrides({"max_time": DEFAULT_MAX_TIME})
         log.info("no --max-steps, --epochs or --max-time given: training for %d minutes",
                  DEFAULT_MAX_TIME // 60)
+    world, device = join(config.train.device)
+    if not world.is_main:
+        log.setLevel(logging.WARNING)
+    outcome, error = None, None
+    if world.is_main:
+        try:
+            outcome = ("ok", str(_prepare_run(corpus, out, config, base, extend_vocab, unknown,
+                                              device)))
+        except ChargenError as err:
+            outcome, error = ("error", str(err)), err
+    outcome = from_main(outcome, world)  # the other ranks wait for rank 0's run directory
+    if outcome[0] == "error":
+        raise error or ChargenError(outcome[1])
+    run = RunDir(outcome[1])
+    try:
+        train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
+                                       config.data.seq_len)
+        tokenizer = run.read_tokenizer()
+        init = initial_weights(base, tokenizer) if base is not None else None
+        trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet,
+                                 init, world, device)
+    except BaseException:
+        if world.is_main:
+            run.discard()  # rank 0 created it a moment ago: nothing of the user's is in it
+        raise
+    log.info("run directory: %s", run.path)
+    return _fit(trainer)
+
+
+def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unknown: str,
+                 device) -> Path:
+    """Read and tokenize the corpus, check the split and the memory, and write a new run
+    directory with ids.npy, tokenizer.json and config.json; -> its path."""
     if out is not None:
         RunDir.check_free(out)
     stream = _as_stream(corpus or "builtin:python-docs", config)
@@ -87,7 +121,7 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     log.info("corpus %s: %s characters, %s distinct; %s tokens (vocabulary %d): %s train, %s "
              "validation", stream.name, f"{stats.characters:,}", f"{stats.distinct:,}",
              f"{stats.tokens:,}", tokenizer.vocab_size, f"{n_train:,}", f"{n_val:,}")
-    _check_model_fits(config, tokenizer.vocab_size, resolve_device(config.train.device))
+    _check_model_fits(config, tokenizer.vocab_size, device)
     run = RunDir.fresh(out or Path("runs") / stream.name, exist_ok_name=out is None)
     try:
         run.write_ids((tokenizer.encode(chunk) for chunk in stream.chunks()), stats.tokens,
@@ -98,16 +132,10 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
             "train_tokens": n_train, "val_tokens": n_val,
             **(provenance(base, extend_vocab) if base is not None else {}),
         })
-        train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
-                                       config.data.seq_len)
-        init = initial_weights(base, tokenizer) if base is not None else None
-        trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet,
-                                 init)
     except BaseException:
-        run.discard()  # it was created empty a moment ago: nothing of the user's is in it
+        run.discard()
         raise
-    log.info("run directory: %s", run.path)
-    return _fit(trainer)
+    return run.path
 
 
 @dataclass(frozen=True)
@@ -132,9 +160,8 @@ def _as_stream(corpus, config: RunConfig):
 
 
 def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, quiet,
-                   init_weights=None) -> Trainer:
+                   init_weights, world: World, device) -> Trainer:
     seed_everything(config.train.seed)
-    device = resolve_device(config.train.device)
     dtype = resolve_precision(config.train.precision, device)
     model = RNNLanguageModel(config.model, vocab_size)
     if init_weights is not None:
@@ -144,7 +171,7 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
     log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
              config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
              f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])
-    return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet)
+    return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet, world)
 
 
 def _check_model_fits(config: RunConfig, vocab_size: int, device) -> None:
@@ -164,7 +191,6 @@ def _fit(trainer: Trainer) -> TrainResult:
 def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
     run = RunDir(path).check_exists()
     config = run.read_config()
-    run.remove_temporaries()
     given = {k: v for k, v in overrides.items() if v is not None}
     for section in _FIXED_ON_RESUME:
         current = getattr(config, section)
@@ -175,11 +201,17 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
                                   f" {section} settings come from the run; drop the flag or start "
                                   "a new run")
     config = config.with_overrides(given).validate()
+    world, device = join(config.train.device)
+    if world.is_main:
+        run.remove_temporaries()
+    else:
+        log.setLevel(logging.WARNING)
     ids = run.read_ids()
     train_ids, val_ids = split_ids(ids, config.data.val_fraction, config.data.seq_len)
     vocab_size = run.read_tokenizer().vocab_size
-    _check_model_fits(config, vocab_size, resolve_device(config.train.device))
-    trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet)
+    _check_model_fits(config, vocab_size, device)
+    trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet, None, world,
+                             device)
     if run.file(LAST).exists():
         trainer.restore()
         log.info("resuming %s at step %d", run.path, trainer.progression.step)

@@ -158,9 +158,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "run has them")
     overrides = preset(args.preset) if args.preset else {}
     overrides.update({k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None})
-    result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
-                       init_from=args.init_from, extend_vocab=args.extend_vocab,
-                       unknown=args.unknown, **overrides)
+    from .distributed import leave
+
+    try:
+        result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
+                           init_from=args.init_from, extend_vocab=args.extend_vocab,
+                           unknown=args.unknown, **overrides)
+    finally:
+        leave()
     _report_training(result)
     return 0
 

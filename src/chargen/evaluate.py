@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from .data import eval_windows
+from .distributed import SINGLE, World, sum_all
 from .model import RNNLanguageModel, detach_state
 from .runtime import autocast, to_device
 
@@ -34,9 +35,11 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device: torch.device,
-                 dtype: torch.dtype | None = None, max_tokens: int | None = None) -> Evaluation:
+                 dtype: torch.dtype | None = None, max_tokens: int | None = None,
+                 world: World = SINGLE) -> Evaluation:
     """Mean next-token loss over `ids`, read as contiguous streams with the state carried
-    between chunks (the model sees the text as it would when generating)."""
+    between chunks (the model sees the text as it would when generating). Under torchrun
+    each rank reads its share of the streams and the sums are added up across ranks."""
     if max_tokens is not None and len(ids) > max_tokens + 1:
         ids = ids[: max_tokens + 1]
     was_training = model.training
@@ -44,6 +47,9 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
     total, count, state = 0.0, 0, None
     try:
         for x, y in eval_windows(np.asarray(ids), seq_len):
+            x, y = x[world.rank :: world.size], y[world.rank :: world.size]
+            if not len(x):
+                continue
             x, y = to_device(x, device), to_device(y, device)
             with autocast(device, dtype):
                 logits, state = model(x, state)
@@ -53,4 +59,5 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
             count += y.numel()
     finally:
         model.train(was_training)
-    return Evaluation(nats=total / max(count, 1), tokens=count)
+    total, count = sum_all([total, count], world, device)
+    return Evaluation(nats=total / max(count, 1), tokens=int(count))

@@ -17,6 +17,14 @@ from torch.nn import functional as F
 from .checkpoint import BEST, LAST, RunDir, load_checkpoint, save_checkpoint
 from .config import RunConfig, TrainConfig
 from .data import make_batches
+from .distributed import (
+    SINGLE,
+    World,
+    gather_rows,
+    max_over_ranks,
+    same_everywhere,
+    sum_all,
+)
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
 from .model import RNNLanguageModel, detach_state
@@ -25,6 +33,7 @@ from .runtime import autocast, to_device
 
 log = logging.getLogger("chargen")
 MAX_ROLLBACKS = 3
+_RUNNING, _DONE, _SIGNALLED = 0, 1, 2
 
 
 class TrainingInterrupted(ChargenError):
@@ -73,12 +82,19 @@ class Progression:
 class Trainer:
     def __init__(self, model: RNNLanguageModel, config: RunConfig, train_ids: np.ndarray,
                  val_ids: np.ndarray, run: RunDir, device: torch.device,
-                 dtype: torch.dtype | None, quiet: bool = False):
-        self.model, self.config, self.run = model, config, run
+                 dtype: torch.dtype | None, quiet: bool = False, world: World = SINGLE):
+        self.model, self.config, self.run, self.world = model, config, run, world
         self.cfg = config.train
-        self.val_ids, self.device, self.dtype, self.quiet = val_ids, device, dtype, quiet
-        self.batches = make_batches(config.data.batching, train_ids, config.data.batch_size,
-                                    config.data.seq_len, self.cfg.seed)
+        self.val_ids, self.device, self.dtype = val_ids, device, dtype
+        self.quiet = quiet or not world.is_main
+        # Under torchrun the global batch is world.size x batch_size rows (streams); each rank
+        # trains on its own rows, and DDP averages the gradients.
+        self.batches = make_batches(config.data.batching, train_ids,
+                                    config.data.batch_size * world.size, config.data.seq_len,
+                                    self.cfg.seed)
+        self.rows = world.rows(config.data.batch_size)
+        self.net = (torch.nn.parallel.DistributedDataParallel(model.to(device))
+                    if world.enabled else model)
         self.optimizer = make_optimizer(model, self.cfg)
         self.progression = Progression()
         self.carried = None
@@ -109,20 +125,33 @@ class Trainer:
                 state.setdefault(int(index), {})[name] = value
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         torch.set_rng_state(tensors["rng"])
-        carried = [tensors[k] for k in sorted(tensors) if k.startswith("carried.")]
-        self.carried = None if not carried else (
-            tuple(c.to(self.device) for c in carried) if len(carried) > 1 else carried[0].to(self.device)
-        )
+        self.carried = self._my_rows(
+            [tensors[k] for k in sorted(tensors) if k.startswith("carried.")])
         self.progression = Progression(**info["progression"])
 
-    def _trainer_tensors(self) -> tuple[dict, dict]:
+    def _my_rows(self, carried: list[torch.Tensor]):
+        """This rank's rows of the saved stream state (saved for the whole global batch); a
+        state saved with another batch layout is dropped, and the streams start afresh."""
+        if not carried:
+            return None
+        rows = carried[0].shape[1]
+        batch = self.config.data.batch_size
+        if rows == batch * self.world.size:
+            carried = [c[:, self.rows] for c in carried]
+        elif rows != batch:
+            log.warning("the saved stream state has %d rows, not %d: starting the streams with "
+                        "a fresh state", rows, batch * self.world.size)
+            return None
+        carried = [c.to(self.device) for c in carried]
+        return tuple(carried) if len(carried) > 1 else carried[0]
+
+    def _trainer_tensors(self, carried) -> tuple[dict, dict]:
         opt = self.optimizer.state_dict()
         tensors = {"rng": torch.get_rng_state()}
         for index, entries in opt["state"].items():
             for name, value in entries.items():
                 tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value)
-        carried = self.carried if isinstance(self.carried, tuple) else (
-            () if self.carried is None else (self.carried,))
+        carried = carried if isinstance(carried, tuple) else (() if carried is None else (carried,))
         for i, value in enumerate(carried):
             tensors[f"carried.{i}"] = value
         info = {"progression": vars(self.progression),
@@ -131,7 +160,10 @@ class Trainer:
 
     def save_last(self) -> None:
         self._check_weights()
-        tensors, info = self._trainer_tensors()
+        carried = gather_rows(self.carried, self.world)  # every rank's streams
+        if not self.world.is_main:
+            return
+        tensors, info = self._trainer_tensors(carried)
         save_checkpoint(self.run.file(LAST), self.model.state_dict(), tensors, info)
 
     # -- the loop -----------------------------------------------------------------------
@@ -149,18 +181,20 @@ class Trainer:
         window = _Window(p.step, time.monotonic())
         progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet)
         with _signals(self), progress:
-            while not self._finished():
+            status = self._status()
+            while status == _RUNNING:
                 window.add(self._train_step(p.step))
                 p.step += 1
                 p.elapsed = start_elapsed + time.monotonic() - start_time
-                evaluating = p.step % self.cfg.eval_every == 0 or (
-                    self._finished() and self._stop_signal is None)
-                if evaluating or p.step % self.cfg.log_every == 0 or self._finished():
+                status = self._status()
+                evaluating = p.step % self.cfg.eval_every == 0 or status == _DONE
+                if evaluating or p.step % self.cfg.log_every == 0 or status != _RUNNING:
                     self._log(window, progress)  # checks for divergence before any save
                 if evaluating:
                     self._evaluate(progress)
                     self.save_last()
-        if self._stop_signal is not None:
+        if status == _SIGNALLED:
+            self._stop_signal = self._stop_signal or signal.SIGTERM  # another rank's signal
             self.save_last()
             name = signal.Signals(self._stop_signal).name
             err = TrainingInterrupted(f"{name}: stopped at step {p.step} and saved; continue with "
@@ -194,13 +228,16 @@ class Trainer:
             "--lr ...) or train with --on-divergence rollback"
         )
 
-    def _finished(self) -> bool:
+    def _status(self) -> int:
+        """Running, done or signalled: decided together by every rank (time budgets and
+        signals can differ between processes, and they must stop at the same step)."""
         p = self.progression
+        out_of_steps = self.total_steps is not None and p.step >= self.total_steps
+        out_of_time = self.cfg.max_time is not None and p.elapsed >= self.cfg.max_time
+        status = _DONE if out_of_steps or out_of_time else _RUNNING
         if self._stop_signal is not None:
-            return True
-        if self.total_steps is not None and p.step >= self.total_steps:
-            return True
-        return self.cfg.max_time is not None and p.elapsed >= self.cfg.max_time
+            status = _SIGNALLED
+        return max_over_ranks(status, self.world, self.device)
 
     def _progress_fraction(self) -> float:
         p, fractions = self.progression, []
@@ -215,10 +252,10 @@ class Trainer:
             self._progress_fraction(), step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = (to_device(t, self.device) for t in self.batches.batch(step))
+        x, y = (to_device(t[self.rows], self.device) for t in self.batches.batch(step))
         state = None if self.batches.starts_new_stream(step) else self.carried
         with autocast(self.device, self.dtype):
-            logits, state = self.model(x, state)
+            logits, state = self.net(x, state)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -231,8 +268,15 @@ class Trainer:
     def _log(self, window: _Window, progress: Progress) -> None:
         p = self.progression
         loss, chars_per_s = window.flush(p.step, self.config.data)
+        if self.world.enabled:  # the mean over ranks, so that every rank judges the same loss
+            loss = sum_all([loss], self.world, self.device)[0] / self.world.size
+            chars_per_s *= self.world.size
+            if not same_everywhere(self.model, self.world, self.device):
+                raise ChargenError(f"the ranks' weights differ at step {p.step}; report a bug")
         if not math.isfinite(loss) or loss > self.loss_bound:
             raise self._diverged(f"loss {loss:.4g}")
+        if not self.world.is_main:
+            return
         record = {"step": p.step, "time": round(p.elapsed, 3), "train_loss": loss,
                   "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": round(chars_per_s)}
         self.run.append_metrics(record)
@@ -241,13 +285,16 @@ class Trainer:
     def _evaluate(self, progress: Progress) -> None:
         p = self.progression
         result = evaluate_ids(self.model, self.val_ids, self.config.data.seq_len, self.device,
-                              self.dtype, self.cfg.eval_chars)
+                              self.dtype, self.cfg.eval_chars, self.world)
         improved = result.nats < p.best_val
         if improved:
             self._check_weights()
             p.best_val, p.best_step = result.nats, p.step
             info = {"step": p.step, "val_loss": result.nats}
-            save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
+            if self.world.is_main:
+                save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
+        if not self.world.is_main:
+            return
         self.run.append_metrics({"step": p.step, "time": round(p.elapsed, 3),
                                  "val_loss": result.nats, "val_bpc": result.bits,
                                  "best": improved})
