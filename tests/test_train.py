@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_text, tiny_settings
@@ -144,3 +145,23 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_an_unchanged_corpus_reuses_the_token_ids_of_a_sibling_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book.txt").write_text(make_text(6000))
+    first = api.train("book.txt", quiet=True, **tiny_settings(max_steps=2))
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the corpus was tokenized again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(api, "scan", no_scan)
+        second = api.train("book.txt", quiet=True, **tiny_settings(max_steps=2, hidden_size=16))
+    a, b = RunDir(first.run_dir), RunDir(second.run_dir)
+    assert (a.file("ids.npy").stat().st_ino == b.file("ids.npy").stat().st_ino
+            or a.file("ids.npy").read_bytes() == b.file("ids.npy").read_bytes())
+    assert a.read_tokenizer().chars == b.read_tokenizer().chars
+    (tmp_path / "book.txt").write_text(make_text(6000, seed=9))  # changed: read it again
+    third = api.train("book.txt", quiet=True, **tiny_settings(max_steps=2))
+    assert not np.array_equal(RunDir(third.run_dir).read_ids(), a.read_ids())

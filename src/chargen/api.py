@@ -26,6 +26,7 @@ from .finetune import (
     load_base,
     provenance,
 )
+from .idcache import find_run_with, fingerprint
 from .model import (
     RNNLanguageModel,
     count_parameters,
@@ -35,7 +36,7 @@ from .model import (
 from .resources import check_fits
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
-from .tokenizer import narrowest_dtype, scan
+from .tokenizer import TextStats, narrowest_dtype, scan
 from .train import Trainer
 
 log = logging.getLogger("chargen")
@@ -112,7 +113,14 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
     if out is not None:
         RunDir.check_free(out)
     stream = _as_stream(corpus or "builtin:python-docs", config)
-    tokenizer, stats = scan(config.data.tokenizer, stream.chunks())
+    target = Path(out) if out is not None else Path("runs") / stream.name
+    corpus_print = fingerprint(stream, config.data) if base is None else None
+    cached = find_run_with(corpus_print, target.parent)
+    if cached is not None:
+        log.info("reusing the token ids of %s (the corpus is unchanged)", cached.path)
+        tokenizer, stats = cached.read_tokenizer(), _cached_stats(cached)
+    else:
+        tokenizer, stats = scan(config.data.tokenizer, stream.chunks())
     if base is not None:
         tokenizer = fine_tune_tokenizer(base, tokenizer, extend_vocab, unknown)
     if not stats.has_text:
@@ -122,20 +130,29 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
              "validation", stream.name, f"{stats.characters:,}", f"{stats.distinct:,}",
              f"{stats.tokens:,}", tokenizer.vocab_size, f"{n_train:,}", f"{n_val:,}")
     _check_model_fits(config, tokenizer.vocab_size, device)
-    run = RunDir.fresh(out or Path("runs") / stream.name, exist_ok_name=out is None)
+    run = RunDir.fresh(target, exist_ok_name=out is None)
     try:
-        run.write_ids((tokenizer.encode(chunk) for chunk in stream.chunks()), stats.tokens,
-                      narrowest_dtype(tokenizer.vocab_size))
+        if cached is not None:
+            run.link_ids(cached)
+        else:
+            run.write_ids((tokenizer.encode(chunk) for chunk in stream.chunks()), stats.tokens,
+                          narrowest_dtype(tokenizer.vocab_size))
         run.write_setup(config, tokenizer, {
             "name": stream.name, "sources": list(stream.sources),
             "characters": stats.characters, "distinct_characters": stats.distinct,
-            "train_tokens": n_train, "val_tokens": n_val,
+            "train_tokens": n_train, "val_tokens": n_val, "fingerprint": corpus_print,
             **(provenance(base, extend_vocab) if base is not None else {}),
         })
     except BaseException:
         run.discard()
         raise
     return run.path
+
+
+def _cached_stats(run: RunDir) -> TextStats:
+    corpus = run.read_meta()["corpus"]
+    return TextStats(characters=corpus["characters"], distinct=corpus["distinct_characters"],
+                     tokens=corpus["train_tokens"] + corpus["val_tokens"], has_text=True)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,16 @@ class RunDir:
             if written != count:
                 raise CheckpointError(f"the corpus changed while it was read ({written:,} "
                                       f"tokens, not {count:,}); train again")
+
+    def link_ids(self, source: RunDir) -> None:
+        """Share another run's ids.npy (a hard link where the file system allows, else a
+        copy); ids files are only ever replaced, never changed in place, so sharing is safe."""
+        tmp = self.file(f".{IDS}.link.tmp")
+        try:
+            os.link(source.file(IDS), tmp)
+        except OSError:
+            shutil.copyfile(source.file(IDS), tmp)
+        os.replace(tmp, self.file(IDS))
 
     def write_setup(self, config: RunConfig, tokenizer: Tokenizer,
                     corpus_info: dict[str, Any]) -> None:
