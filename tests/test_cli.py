@@ -236,3 +236,11 @@ def test_presets_are_listed(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "demo: --hidden-size 256" in out and "default: (the defaults)" in out
+
+
+def test_info_describes_a_run(trained_run, capsys):
+    assert main(["info", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    assert "LSTM 1x32" in out and "parameters" in out and "best validation" in out
+    assert "best.safetensors" in out and "trained      20 steps" in out
+    assert main(["info", str(trained_run / "nowhere")]) == 1

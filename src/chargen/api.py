@@ -320,6 +320,25 @@ def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
     return LanguageModel(net.to(resolve_device(device)).eval(), tokenizer, config, run)
 
 
+def run_info(path: str) -> dict[str, Any]:
+    """What a run directory holds: settings, parameters, corpus, progress, files."""
+    run = RunDir(path).check_exists()
+    meta = run.read_meta()
+    config = run.read_config()
+    vocab_size = run.read_tokenizer().vocab_size
+    info: dict[str, Any] = {
+        "run": str(run.path), "chargen_version": meta.get("chargen_version"),
+        "parameters": estimate_parameters(config.model, vocab_size), "vocabulary": vocab_size,
+        "config": config.to_dict(), "corpus": meta.get("corpus", {}),
+        "files": {p.name: p.stat().st_size for p in sorted(run.path.iterdir()) if p.is_file()},
+    }
+    if run.file(LAST).exists():
+        progression = load_checkpoint(run.file(LAST))[2].get("progression", {})
+        info.update(steps=progression.get("step"), seconds_trained=progression.get("elapsed"),
+                    best_val=progression.get("best_val"), best_step=progression.get("best_step"))
+    return info
+
+
 def evaluate_text(path: str, text_paths: list[str] | str) -> Evaluation:
     """Loss of a trained run on some text, cleaned as the run's corpus was."""
     model = load(path)

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("presets", help="list the named settings for train --preset")
 
+    info = commands.add_parser("info", help="settings, size, corpus and progress of a run")
+    info.add_argument("run", help="run directory")
+
     demo = commands.add_parser("demo", help="train briefly on the built-in corpus and sample")
     demo.add_argument("--out", help="run directory (default runs/python-docs-N)")
     demo.add_argument("--max-time", type=_duration, metavar="TIME")
@@ -222,6 +225,40 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    import math
+
+    from . import api
+    from .progress import format_duration
+
+    info = api.run_info(args.run)
+    corpus = info["corpus"]
+    model = info["config"]["model"]
+    print(f"run          {info['run']} (chargen {info['chargen_version']})")
+    print(f"model        {model['cell'].upper()} {model['num_layers']}x{model['hidden_size']}, "
+          f"embedding {model['embedding_dim']}, dropout {model['dropout']}; "
+          f"{info['parameters']:,} parameters, vocabulary {info['vocabulary']}")
+    print(f"corpus       {corpus.get('name')}: {corpus.get('characters', 0):,} characters, "
+          f"{corpus.get('distinct_characters', 0):,} distinct; {corpus.get('train_tokens', 0):,} "
+          f"train / {corpus.get('val_tokens', 0):,} validation tokens")
+    if corpus.get("init_from"):
+        print(f"fine-tuned   from {corpus['init_from']}")
+    if info.get("steps") is not None:
+        best = info["best_val"]
+        best_text = (f"{best:.4f} nats/char ({best / math.log(2):.3f} bits/char) at step "
+                     f"{info['best_step']}" if best is not None and math.isfinite(best) else "none")
+        print(f"trained      {info['steps']:,} steps in {format_duration(info['seconds_trained'])}"
+              f"; best validation {best_text}")
+    else:
+        print("trained      not yet")
+    for section in ("data", "train"):
+        shown = ", ".join(f"{k}={v}" for k, v in info["config"][section].items())
+        print(f"{section:<12} {shown}")
+    for name, size in info["files"].items():
+        print(f"  {name:<20} {size:>12,} bytes")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import api
 
@@ -245,7 +282,7 @@ class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by 
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "demo": cmd_demo}
+            "info": cmd_info, "demo": cmd_demo}
 
 
 class _StderrHandler(logging.StreamHandler):
