@@ -10,9 +10,9 @@ from chargen.errors import ConfigError
 from chargen.model import RNNLanguageModel
 from chargen.sampling import (
     StopWatch,
+    banned_bias,
     choose_next,
     generate_ids,
-    mask_ids,
     penalize_repetition,
     sample_categorical,
     top_k_filter,
@@ -36,8 +36,9 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 
 
 def test_mask_and_greedy():
-    masked = mask_ids(LOGITS, [0])
-    assert masked[0, 0] == -math.inf and LOGITS[0, 0] != -math.inf
+    bias = banned_bias(4, [0], LOGITS.device)
+    assert bias.tolist() == [-math.inf, 0.0, 0.0, 0.0]
+    assert banned_bias(4, [], LOGITS.device) is None
     greedy = choose_next(LOGITS, SampleConfig(greedy=True), [0], None)
     assert greedy.tolist() == [1]
     assert choose_next(LOGITS, SampleConfig(temperature=0), [], None).tolist() == [0]

@@ -7,7 +7,6 @@ from chargen.errors import TokenizerError
 from chargen.tokenizer import (
     ByteTokenizer,
     CharTokenizer,
-    fit_tokenizer,
     narrowest_dtype,
     save_tokenizer_json,
     tokenizer_from_dict,
@@ -76,9 +75,14 @@ def test_byte_stream_decoder_holds_back_split_characters():
     assert pieces[0] == ""  # first byte of 'é' alone is incomplete
 
 
-def test_fit_by_kind():
-    assert fit_tokenizer("byte", "abc").vocab_size == 256
-    assert fit_tokenizer("char", "abc").vocab_size == 4
+def test_scan_fits_by_kind_and_counts():
+    from chargen.tokenizer import scan
+
+    tok, stats = scan("byte", ["ab", "\u00e9 "])
+    assert tok.vocab_size == 256 and stats.tokens == 5 and stats.characters == 4
+    tok, stats = scan("char", ["ab", "\u00e9 "])
+    assert tok.vocab_size == 5 and stats.tokens == 4 and stats.distinct == 4 and stats.has_text
+    assert not scan("char", [" \n", "\t"])[1].has_text
 
 
 def test_malformed_tokenizer_json_is_refused():

@@ -290,11 +290,11 @@ class LanguageModel:
 
     def sample(self, prime: str | None = None, **settings: Any) -> list[str]:
         """Complete continuations, one string per sample (num=N for several, in one batch)."""
-        num = settings.get("num", 1)
-        texts = [""] * num
+        texts = [[] for _ in range(settings.get("num", 1))]
         for pieces in self.generate_batch(prime, **settings):
-            texts = [t + p for t, p in zip(texts, pieces)]
-        return texts
+            for text, piece in zip(texts, pieces):
+                text.append(piece)
+        return ["".join(text) for text in texts]
 
     def evaluate(self, text: str) -> Evaluation:
         ids = self.tokenizer.encode(text)

@@ -76,7 +76,7 @@ def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool,
 def initial_weights(base: Base, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     """The base weights with the vocabulary rows moved to the new ids. New characters get the
     mean embedding and output row, and the lowest output bias, so they start unlikely."""
-    if tokenizer is base.tokenizer:
+    if not isinstance(tokenizer, CharTokenizer) or tokenizer.chars == base.tokenizer.chars:
         return base.weights
     old_ids = {c: i + 1 for i, c in enumerate(base.tokenizer.chars)}
     source = torch.tensor([old_ids.get(c, -1) for c in ["", *tokenizer.chars]])

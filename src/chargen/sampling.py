@@ -19,14 +19,6 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits / temperature if temperature != 1.0 else logits
 
 
-def mask_ids(logits: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
-    if not banned:
-        return logits
-    logits = logits.clone()
-    logits[..., list(banned)] = float("-inf")
-    return logits
-
-
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k largest logits of each row (k=0 keeps all)."""
     if k <= 0 or k >= logits.size(-1):
@@ -49,7 +41,9 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 def choose_next(logits: torch.Tensor, config: SampleConfig, banned: Sequence[int],
                 generator: torch.Generator | None) -> torch.Tensor:
     """(batch, vocab) logits -> (batch,) next ids."""
-    return _choose(mask_ids(logits.float(), banned), config, generator)
+    bias = banned_bias(logits.size(-1), banned, logits.device)
+    logits = logits.float()
+    return _choose(logits if bias is None else logits + bias, config, generator)
 
 
 def _choose(logits: torch.Tensor, config: SampleConfig, generator) -> torch.Tensor:

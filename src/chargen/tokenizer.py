@@ -114,10 +114,6 @@ class ByteTokenizer:
 Tokenizer = CharTokenizer | ByteTokenizer
 
 
-def fit_tokenizer(kind: str, text: str) -> Tokenizer:
-    return {"char": CharTokenizer, "byte": ByteTokenizer}[kind].fit(text)
-
-
 def seen_characters(chunks) -> list[str]:
     """The distinct characters of a stream of text pieces, in code-point order."""
     seen = np.zeros(0x110000, dtype=bool)
