@@ -16,7 +16,7 @@ from .config import RunConfig, SampleConfig
 from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
 from .data import split_ids, split_sizes
 from .distributed import World, from_main, join
-from .errors import ChargenError, CheckpointError, ConfigError, TokenizerError
+from .errors import ChargenError, CheckpointError, ConfigError
 from .evaluate import Evaluation, evaluate_ids
 from .finetune import (
     derive_config,
@@ -36,7 +36,7 @@ from .model import (
 from .resources import check_fits
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
-from .tokenizer import TextStats, narrowest_dtype, scan
+from .tokenizer import TextStats, encode_prompt, narrowest_dtype, scan
 from .train import Trainer
 
 log = logging.getLogger("chargen")
@@ -248,20 +248,7 @@ class LanguageModel:
     def encode_prompt(self, prime: str, unknown: str = "error") -> torch.Tensor:
         """Prompt -> ids. Characters the model never saw: 'error' (list them), 'replace'
         (the unknown id) or 'skip' (drop them)."""
-        if prime == "":
-            raise ConfigError("the prompt is empty: give some text with --prime, or leave --prime "
-                              "out to start from a random slice of the training text")
-        ids = self.tokenizer.encode(prime)
-        missing = self.tokenizer.unknown_chars(prime)
-        if missing and unknown == "error":
-            shown = " ".join(repr(c) for c in missing[:20])
-            raise TokenizerError(f"the prompt has characters this model never saw: {shown}; "
-                                 "remove them, or pass --unknown skip or --unknown replace")
-        if missing and unknown == "skip":
-            ids = ids[ids != self.tokenizer.unknown_id]
-            if not len(ids):
-                raise TokenizerError("the prompt has no character this model knows; give "
-                                     "another --prime")
+        ids = encode_prompt(self.tokenizer, prime, unknown)
         return torch.from_numpy(ids.astype(np.int64))
 
     def random_prime(self, seed: int | None = None, length: int = 64) -> str:

@@ -13,6 +13,7 @@ import torch
 from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
+from .pieces import StopWatch, text_pieces  # noqa: F401 - StopWatch re-exported
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -121,47 +122,8 @@ def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float
     return torch.where(seen, penalized, logits)
 
 
-class StopWatch:
-    """Cuts a sample at the first of the stop sequences (which is not emitted), holding back
-    just enough text to recognise a stop sequence that arrives over several pieces."""
-
-    def __init__(self, stops: Sequence[str]):
-        self.stops = [s for s in stops if s]
-        self.hold = max((len(s) for s in self.stops), default=1) - 1
-        self.pending, self.done = "", False
-
-    def feed(self, piece: str) -> str:
-        if self.done:
-            return ""
-        self.pending += piece
-        cuts = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if cuts:
-            self.done = True
-            out, self.pending = self.pending[: min(cuts)], ""
-            return out
-        ready = len(self.pending) - self.hold
-        out, self.pending = self.pending[: max(ready, 0)], self.pending[max(ready, 0) :]
-        return out
-
-    def flush(self) -> str:
-        out, self.pending = ("" if self.done else self.pending), ""
-        return out
-
-
 def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,
                   config: SampleConfig) -> Iterator[list[str]]:
-    """Yields, per step, one text piece per sample (a piece may be empty while a byte-level
-    sample is in the middle of a multi-byte character, or after the sample met a stop
-    sequence). Ends early once every sample has stopped."""
-    decoders = [tokenizer.stream_decoder() for _ in range(config.num)]
-    watches = [StopWatch(config.stop) for _ in range(config.num)] if config.stop else None
-    for ids in generate_ids(model, prompt_ids, config, tokenizer.never_sample):
-        pieces = [decode([token]) for decode, token in zip(decoders, ids.tolist())]
-        if watches is None:
-            yield pieces
-            continue
-        yield [watch.feed(piece) for watch, piece in zip(watches, pieces)]
-        if all(watch.done for watch in watches):
-            return
-    if watches is not None:
-        yield [watch.flush() for watch in watches]
+    """Yields, per step, one text piece per sample (see pieces.text_pieces)."""
+    id_rows = (ids.tolist() for ids in generate_ids(model, prompt_ids, config, tokenizer.never_sample))
+    yield from text_pieces(id_rows, tokenizer, config)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TokenizerError
+from .errors import ConfigError, TokenizerError
 
 UNKNOWN = "[UNK]"
 _ENCODE_CHUNK = 1 << 22  # characters encoded at a time
@@ -148,6 +148,26 @@ def scan(kind: str, chunks) -> tuple[Tokenizer, TextStats]:
     if kind == "char":
         counts["tokens"] = counts["characters"]
     return tokenizer, TextStats(distinct=len(chars), **counts)
+
+
+def encode_prompt(tokenizer: Tokenizer, prime: str, unknown: str = "error") -> np.ndarray:
+    """Prompt -> ids. Characters the model never saw: 'error' (list them), 'replace' (the
+    unknown id) or 'skip' (drop them)."""
+    if prime == "":
+        raise ConfigError("the prompt is empty: give some text with --prime, or leave --prime "
+                          "out to start from a random slice of the training text")
+    ids = tokenizer.encode(prime)
+    missing = tokenizer.unknown_chars(prime)
+    if missing and unknown == "error":
+        shown = " ".join(repr(c) for c in missing[:20])
+        raise TokenizerError(f"the prompt has characters this model never saw: {shown}; "
+                             "remove them, or pass --unknown skip or --unknown replace")
+    if missing and unknown == "skip":
+        ids = ids[ids != tokenizer.unknown_id]
+        if not len(ids):
+            raise TokenizerError("the prompt has no character this model knows; give "
+                                 "another --prime")
+    return ids
 
 
 def tokenizer_from_dict(raw: dict[str, Any]) -> Tokenizer:

@@ -1,0 +1,51 @@
+"""From sampled ids to text pieces: incremental decoding and stop sequences. No torch import:
+the torch sampler and the ONNX sampler share it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+
+class StopWatch:
+    """Cuts a sample at the first of the stop sequences (which is not emitted), holding back
+    just enough text to recognise a stop sequence that arrives over several pieces."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.pending, self.done = "", False
+
+    def feed(self, piece: str) -> str:
+        if self.done:
+            return ""
+        self.pending += piece
+        cuts = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if cuts:
+            self.done = True
+            out, self.pending = self.pending[: min(cuts)], ""
+            return out
+        ready = len(self.pending) - self.hold
+        out, self.pending = self.pending[: max(ready, 0)], self.pending[max(ready, 0) :]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = ("" if self.done else self.pending), ""
+        return out
+
+
+def text_pieces(id_rows: Iterable[list[int]], tokenizer, config) -> Iterator[list[str]]:
+    """Per step's ids (one per sample), one text piece per sample (a piece may be empty while a
+    byte-level sample is in the middle of a multi-byte character, or after the sample met a
+    stop sequence). Ends early once every sample has stopped."""
+    decoders = [tokenizer.stream_decoder() for _ in range(config.num)]
+    watches = [StopWatch(config.stop) for _ in range(config.num)] if config.stop else None
+    for ids in id_rows:
+        pieces = [decode([token]) for decode, token in zip(decoders, ids)]
+        if watches is None:
+            yield pieces
+            continue
+        yield [watch.feed(piece) for watch, piece in zip(watches, pieces)]
+        if all(watch.done for watch in watches):
+            return
+    if watches is not None:
+        yield [watch.flush() for watch in watches]
