@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(train)
 
     sample = commands.add_parser("sample", help="generate text from a trained run")
-    sample.add_argument("run", help="run directory")
+    sample.add_argument("run", help="run directory, or an ONNX export directory")
     sample.add_argument("--prime", help="text to continue (default: a random training slice)")
     sample.add_argument("--length", type=int, default=500, help="tokens to generate (500)")
     sample.add_argument("--temperature", type=float, default=1.0)
@@ -135,8 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--repetition-penalty", type=float, default=1.0, metavar="P",
                         help="discourage characters already in the text (1: off; 1.1-1.3 "
                              "breaks greedy loops)")
-    sample.add_argument("--which", choices=("best", "last"), default="best")
+    sample.add_argument("--which", choices=("best", "last"), help="weights of a run: best "
+                        "(default) or last")
     sample.add_argument("--device", default="cpu")
+
+    # -- ONNX export (issue #3) ------------------------------------------------------------
+    export = commands.add_parser("export", help="write a run's one-step generator as ONNX")
+    export.add_argument("run", help="run directory")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--out", help="export directory (default RUN/export-onnx; never reused)")
+    export.add_argument("--which", choices=("best", "last"), default="best")
 
     evaluate = commands.add_parser("eval", help="loss of a trained run on some text")
     evaluate.add_argument("run", help="run directory")
@@ -181,17 +189,45 @@ def _report_training(result) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from . import api
     from .config import SampleConfig
+    from .onnx_sampler import is_export
 
     settings = SampleConfig(length=args.length, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, num=args.num, greedy=args.greedy,
                             seed=args.seed, unknown=args.unknown,
                             precision=args.precision, stop=tuple(args.stop),
                             repetition_penalty=args.repetition_penalty).validate()
-    model = api.load(args.run, which=args.which, device=args.device)
+    if is_export(args.run):
+        _print_samples(_load_export_for(args), args.prime, vars(settings))
+        return 0
+    from . import api
+
+    model = api.load(args.run, which=args.which or "best", device=args.device)
     prime = args.prime if args.prime is not None else model.random_prime(args.seed)
     _print_samples(model, prime, vars(settings))
+    return 0
+
+
+# -- ONNX export (issue #3): sampling from an export runs on onnxruntime, without torch -------
+def _load_export_for(args: argparse.Namespace):
+    from .onnx_sampler import NO_PROMPT, load_export
+
+    if args.which is not None:
+        raise ChargenError_usage("--which picks a run's weights; an export holds one set: drop "
+                                 "--which, or export the run again with --which")
+    if args.device != "cpu":
+        raise ChargenError_usage("an ONNX export samples on the CPU (onnxruntime): drop --device")
+    if args.prime is None:
+        raise ChargenError_usage(NO_PROMPT)
+    return load_export(args.run)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    target = export_run(args.run, args.out, which=args.which)
+    log.info("exported %s to %s  (sample it: chargen sample %s --prime TEXT)", args.run, target,
+             target)
     return 0
 
 
@@ -282,7 +318,7 @@ class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by 
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "info": cmd_info, "demo": cmd_demo}
+            "info": cmd_info, "demo": cmd_demo, "export": cmd_export}
 
 
 class _StderrHandler(logging.StreamHandler):

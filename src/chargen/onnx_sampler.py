@@ -1,0 +1,135 @@
+"""Generation from an ONNX export through onnxruntime and numpy: nothing here imports torch.
+
+The prompt goes through the step model one token at a time (batch 1); its state is then
+repeated for the samples, which run as one batch, one step per token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import SampleConfig
+from .errors import ChargenError, CheckpointError, ConfigError
+from .npsampling import choose, penalize_repetition
+from .pieces import text_pieces
+from .tokenizer import encode_prompt, tokenizer_from_dict
+
+EXPORT_FORMAT_VERSION = 1
+MODEL_FILE, META_FILE = "model.onnx", "export.json"
+INSTALL_HINT = "pip install 'chargen[onnx]'"
+NO_PROMPT = ("an ONNX export holds no training text to draw a random prompt from: give one with "
+             "--prime")
+
+
+def state_names(cell: str) -> list[str]:
+    return ["h", "c"] if cell == "lstm" else ["h"]
+
+
+def is_export(path: str | Path) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; is this a chargen ONNX export?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); export the run again") from None
+
+
+def _session(model_path: Path):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ChargenError(f"sampling from an ONNX export needs onnxruntime: {INSTALL_HINT}") from None
+    if not model_path.is_file():
+        raise CheckpointError(f"{model_path} is missing; export the run again")
+    try:
+        return onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own untyped errors for unreadable models
+        raise CheckpointError(f"{model_path} could not be loaded ({str(err).splitlines()[0]}); "
+                              "export the run again") from None
+
+
+class ExportedModel:
+    """An ONNX export, loaded for generation; generate/sample as api.LanguageModel's."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.meta = _read_json(self.path / META_FILE)
+        if self.meta.get("format_version") != EXPORT_FORMAT_VERSION:
+            raise CheckpointError(f"{self.path} is an export of format "
+                                  f"{self.meta.get('format_version')!r}; this chargen reads format "
+                                  f"{EXPORT_FORMAT_VERSION}: export the run again")
+        self.tokenizer = tokenizer_from_dict(_read_json(self.path / self.meta["tokenizer_file"]))
+        self.session = _session(self.path / self.meta["model_file"])
+        self.state_names = state_names(self.meta["cell"])
+        self.output_names = ["logits", *(f"{name}_out" for name in self.state_names)]
+
+    def initial_state(self, batch: int) -> list[np.ndarray]:
+        shape = (self.meta["num_layers"], batch, self.meta["hidden_size"])
+        return [np.zeros(shape, dtype=np.float32) for _ in self.state_names]
+
+    def step(self, ids: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """ids (batch,) -> logits (batch, vocab) and the new state."""
+        feeds = {"ids": np.ascontiguousarray(ids, dtype=np.int64),
+                 **dict(zip(self.state_names, state))}
+        logits, *new_state = self.session.run(self.output_names, feeds)
+        return logits, new_state
+
+    def consume_prompt(self, prompt: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        state, logits = self.initial_state(1), None
+        for token in prompt.tolist():
+            logits, state = self.step(np.array([token]), state)
+        return logits, state
+
+    def generate_ids(self, prompt: np.ndarray, config: SampleConfig) -> Iterator[np.ndarray]:
+        """prompt: (prompt_len,) ids. Yields config.length arrays of shape (config.num,)."""
+        rng = np.random.default_rng(config.seed)
+        logits, state = self.consume_prompt(prompt)
+        logits = np.repeat(logits, config.num, axis=0)
+        state = [np.repeat(part, config.num, axis=1) for part in state]
+        bias = np.zeros(logits.shape[-1], dtype=np.float32)
+        bias[self.meta["never_sample"]] = -np.inf
+        seen = None
+        if config.repetition_penalty != 1.0:
+            seen = np.zeros((config.num, logits.shape[-1]), dtype=bool)
+            seen[:, prompt] = True
+        for _ in range(config.length):
+            if seen is not None:
+                logits = penalize_repetition(logits, seen, config.repetition_penalty)
+            next_ids = choose(logits + bias, config, rng)
+            if seen is not None:
+                seen[np.arange(config.num), next_ids] = True
+            logits, state = self.step(next_ids, state)
+            yield next_ids
+
+    def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
+        """Yields one text piece per sample per step; settings are SampleConfig fields."""
+        config = SampleConfig(**settings).validate()
+        if prime is None:
+            raise ConfigError(NO_PROMPT)
+        prompt = encode_prompt(self.tokenizer, prime, config.unknown).astype(np.int64)
+        id_rows = (ids.tolist() for ids in self.generate_ids(prompt, config))
+        yield from text_pieces(id_rows, self.tokenizer, config)
+
+    def generate(self, prime: str | None = None, **settings: Any) -> Iterator[str]:
+        for pieces in self.generate_batch(prime, **{**settings, "num": 1}):
+            yield pieces[0]
+
+    def sample(self, prime: str | None = None, **settings: Any) -> list[str]:
+        texts = [[] for _ in range(settings.get("num", 1))]
+        for pieces in self.generate_batch(prime, **settings):
+            for text, piece in zip(texts, pieces):
+                text.append(piece)
+        return ["".join(text) for text in texts]
+
+
+def load_export(path: str | Path) -> ExportedModel:
+    return ExportedModel(path)
