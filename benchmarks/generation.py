@@ -1,6 +1,7 @@
 """Generation speed: chargen's sampler against the plain stateful loop a competent user would
-write, at batch 1 and batch 64, and the tutorial-B sliding window (re-reading a 100-character
-window for every new character).
+write, at batch 1 and batch 64, the tutorial-B sliding window (re-reading a 100-character
+window for every new character), and, with the onnx extra installed, the ONNX export sampled
+through onnxruntime at batch 1.
 
     python benchmarks/generation.py [--length 2000] [--rounds 3]
 """
@@ -8,14 +9,18 @@ window for every new character).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import tempfile
+from pathlib import Path
 
 import torch
 from common import alternate, rate, record, table
 from torch import nn
 
-from chargen.config import ModelConfig, SampleConfig
+from chargen.config import DataConfig, ModelConfig, SampleConfig
 from chargen.model import RNNLanguageModel
 from chargen.sampling import generate_ids
+from chargen.tokenizer import CharTokenizer
 
 VOCAB = 65
 MODELS = {"1x256 LSTM": ModelConfig(hidden_size=256, num_layers=1),
@@ -55,37 +60,69 @@ def chargen_loop(model: RNNLanguageModel, prompt, length: int, num: int = 1):
         pass
 
 
-def measure(model: RNNLanguageModel, n: int, rounds: int) -> dict[str, float]:
+HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
+
+
+def onnx_model(model: RNNLanguageModel, directory: Path):
+    """The model exported as `chargen export` writes it, loaded for sampling."""
+    from chargen.export import write_export
+    from chargen.onnx_sampler import load_export
+
+    tokenizer = CharTokenizer([chr(ord("!") + i) for i in range(VOCAB - 1)])
+    return load_export(write_export(model, tokenizer, DataConfig(), directory / "export"))
+
+
+def onnx_loop(exported, prompt, length: int):
+    config = SampleConfig(length=length, temperature=0.8, seed=0)
+    for _ in exported.generate_ids(prompt.numpy(), config):
+        pass
+
+
+def measure(model: RNNLanguageModel, n: int, rounds: int, scratch: Path) -> dict[str, float]:
     plain = PlainModel(model).eval()
-    prompt = torch.randint(0, VOCAB, (100,))
-    return alternate({
+    prompt = torch.randint(1, VOCAB, (100,))
+    contenders = {
         "plain": lambda: rate(n, lambda: plain_loop(plain, prompt, n)),
         "chargen": lambda: rate(n, lambda: chargen_loop(model, prompt, n)),
         "chargen64": lambda: rate(64 * n // 4, lambda: chargen_loop(model, prompt, n // 4, 64)),
         "window": lambda: rate(n // 10, lambda: sliding_window(plain, prompt, n // 10)),
-    }, rounds)
+    }
+    if HAS_ONNX:
+        exported = onnx_model(model, scratch)
+        contenders["onnx"] = lambda: rate(n, lambda: onnx_loop(exported, prompt, n))
+    return alternate(contenders, rounds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--length", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hidden-scale", type=float, default=1.0,
+                        help="multiply every model's hidden size (a smoke test uses 0.05)")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
-    for name, config in MODELS.items():
-        figures = measure(RNNLanguageModel(config, VOCAB).eval(), args.length, args.rounds)
+    for name, full in MODELS.items():
+        config = ModelConfig(cell=full.cell, num_layers=full.num_layers,
+                             hidden_size=max(8, int(full.hidden_size * args.hidden_scale)))
+        with tempfile.TemporaryDirectory() as scratch:
+            figures = measure(RNNLanguageModel(config, VOCAB).eval(), args.length, args.rounds,
+                              Path(scratch))
         rows.append([name, f"{figures['plain']:,.0f}", f"{figures['chargen']:,.0f}",
                      f"{figures['chargen'] / figures['plain']:.2f}x",
                      f"{figures['chargen64']:,.0f}",
                      f"{figures['chargen64'] / figures['chargen']:.1f}x",
                      f"{figures['window']:,.0f}",
-                     f"{figures['chargen'] / figures['window']:.0f}x"])
+                     f"{figures['chargen'] / figures['window']:.0f}x",
+                     *([f"{figures['onnx']:,.0f}", f"{figures['onnx'] / figures['chargen']:.2f}x"]
+                       if HAS_ONNX else [])])
     record("Generation (characters per second)", table(
         ["model", "plain loop, batch 1", "chargen, batch 1", "chargen / plain",
          "chargen, batch 64 (total)", "batch 64 / batch 1", "sliding window (tutorial B)",
-         "chargen / window"], rows) + f"\n\nMedian of {args.rounds} alternating rounds; "
-        f"{args.length} characters per batch-1 run, temperature 0.8.")
+         "chargen / window", *(["onnxruntime export, batch 1", "onnx / chargen"] if HAS_ONNX else [])],
+        rows) + f"\n\nMedian of {args.rounds} alternating rounds; "
+        f"{args.length} characters per batch-1 run, temperature 0.8."
+        + (f" Hidden sizes scaled by {args.hidden_scale}." if args.hidden_scale != 1 else ""))
 
 
 if __name__ == "__main__":

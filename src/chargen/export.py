@@ -22,9 +22,11 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import TOKENIZER, _umask
+from .config import DataConfig, ModelConfig
 from .errors import ChargenError, CheckpointError
 from .model import RNNLanguageModel
 from .onnx_sampler import EXPORT_FORMAT_VERSION, INSTALL_HINT, META_FILE, MODEL_FILE, state_names
+from .tokenizer import Tokenizer, save_tokenizer_json
 
 
 class StepModel(nn.Module):
@@ -48,14 +50,22 @@ def export_run(run: str, out: str | None = None, which: str = "best") -> Path:
     _check_free(target)
     _require_exporter()
     model = load(run, which=which, device="cpu")
+    return write_export(model.net, model.tokenizer, model.config.data, target,
+                        {"run": str(model.run.path), "weights": which})
+
+
+def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, target: Path,
+                 source: dict | None = None) -> Path:
+    """The export directory for a model and its tokenizer, written whole or not at all."""
+    _check_free(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=_existing_parent(target)))
     staging.chmod(0o777 & ~_umask())  # mkdtemp's is 0o700: give it a plain directory's mode
     try:
-        write_step_model(model.net, staging / MODEL_FILE)
-        shutil.copyfile(model.run.file(TOKENIZER), staging / TOKENIZER)
-        (staging / META_FILE).write_text(json.dumps(_metadata(model, which), indent=2) + "\n",
-                                         encoding="utf-8")
+        write_step_model(net, staging / MODEL_FILE)
+        (staging / TOKENIZER).write_text(save_tokenizer_json(tokenizer) + "\n", encoding="utf-8")
+        meta = _metadata(net.config, tokenizer, data, source or {})
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         _publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -95,18 +105,16 @@ def _quiet_exporter():
         exporter_log.setLevel(level)
 
 
-def _metadata(model, which: str) -> dict:
-    config = model.config
+def _metadata(model: ModelConfig, tokenizer: Tokenizer, data: DataConfig, source: dict) -> dict:
     return {
         "format_version": EXPORT_FORMAT_VERSION, "chargen_version": __version__,
         "model_file": MODEL_FILE, "tokenizer_file": TOKENIZER,
-        "cell": config.model.cell, "num_layers": config.model.num_layers,
-        "hidden_size": config.model.hidden_size, "vocab_size": model.tokenizer.vocab_size,
-        "inputs": ["ids", *state_names(config.model.cell)],
-        "never_sample": list(model.tokenizer.never_sample),
-        "data": {"tokenizer": config.data.tokenizer, "lowercase": config.data.lowercase,
-                 "normalize_newlines": config.data.normalize_newlines},
-        "source": {"run": str(model.run.path), "weights": which},
+        "cell": model.cell, "num_layers": model.num_layers, "hidden_size": model.hidden_size,
+        "vocab_size": tokenizer.vocab_size, "inputs": ["ids", *state_names(model.cell)],
+        "never_sample": list(tokenizer.never_sample),
+        "data": {"tokenizer": data.tokenizer, "lowercase": data.lowercase,
+                 "normalize_newlines": data.normalize_newlines},
+        "source": source,
     }
 
 
