@@ -132,14 +132,15 @@ def test_word_eval_reports_per_word_token_and_per_character(word_run, tmp_path, 
     assert "nats/word-token" in capsys.readouterr().out
 
 
-def test_cli_word_flags_reach_the_run(tmp_path):
+def test_cli_word_flags_reach_the_run(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(3000), encoding="utf-8")
     out = tmp_path / "run"
     code = main(["train", str(corpus), "--out", str(out), "--preset", "tiny", "--max-steps", "2",
                  "--device", "cpu", "--tokenizer", "word", "--min-count", "50", "--max-vocab",
-                 "5", "--quiet"])
+                 "5"])
     assert code == 0
+    assert "nats/word-token" in capsys.readouterr().err
     data = api.load(str(out)).config.data
     assert (data.tokenizer, data.min_count, data.max_vocab) == ("word", 50, 5)
     assert api.load(str(out)).tokenizer.vocab_size <= 6

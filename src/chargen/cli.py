@@ -194,8 +194,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report_training(result) -> None:
-    log.info("done: %d steps in %.0f s; best validation %.4f nats/char (%.3f bits/char) at step"
-             " %d", result.steps, result.elapsed, result.best_val, result.best_bits,
+    from .checkpoint import RunDir
+    from .progress import loss_unit
+
+    unit = loss_unit(RunDir(result.run_dir).read_config().data.tokenizer)
+    log.info("done: %d steps in %.0f s; best validation %.4f nats/%s (%.3f bits/%s) at step"
+             " %d", result.steps, result.elapsed, result.best_val, unit, result.best_bits, unit,
              result.best_step)
     log.info("run directory: %s  (sample it: chargen sample %s)", result.run_dir, result.run_dir)
 
