@@ -152,16 +152,16 @@ def clean_text(text: str, normalize_newlines=True, strip_gutenberg=True, lowerca
 
 
 @functools.cache
-def _punctuation_pattern() -> re.Pattern:
-    marks = "".join(re.escape(chr(p)) for p in range(sys.maxunicode + 1)
-                    if unicodedata.category(chr(p)).startswith("P"))
-    return re.compile(f"[{marks}]+")
+def _punctuation_table() -> dict[int, None]:
+    """code point -> None for every punctuation character (built once, ~0.7 s)."""
+    return dict.fromkeys(p for p in range(sys.maxunicode + 1)
+                         if unicodedata.category(chr(p)).startswith("P"))
 
 
 def remove_punctuation(text: str) -> str:
     """Drop Unicode punctuation (categories Pc Pd Ps Pe Pi Pf Po: . , ; ! ? ' " - ( ) 。 「 」 _ and
     the like); letters, digits, symbols ($ + =) and whitespace stay."""
-    return _punctuation_pattern().sub("", text)
+    return text.translate(_punctuation_table())
 
 
 def strip_gutenberg_boilerplate(text: str) -> str:
