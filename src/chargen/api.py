@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .beam import beam_search
 from .checkpoint import LAST, RunDir, load_checkpoint
 from .config import RunConfig, SampleConfig
 from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
@@ -120,7 +122,8 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
         log.info("reusing the token ids of %s (the corpus is unchanged)", cached.path)
         tokenizer, stats = cached.read_tokenizer(), _cached_stats(cached)
     else:
-        tokenizer, stats = scan(config.data.tokenizer, stream.chunks())
+        tokenizer, stats = scan(config.data.tokenizer, stream.chunks(), config.data.min_count,
+                                config.data.max_vocab)
     if base is not None:
         tokenizer = fine_tune_tokenizer(base, tokenizer, extend_vocab, unknown)
     if not stats.has_text:
@@ -135,7 +138,7 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
         if cached is not None:
             run.link_ids(cached)
         else:
-            run.write_ids((tokenizer.encode(chunk) for chunk in stream.chunks()), stats.tokens,
+            run.write_ids(tokenizer.encode_chunks(stream.chunks()), stats.tokens,
                           narrowest_dtype(tokenizer.vocab_size))
         run.write_setup(config, tokenizer, {
             "name": stream.name, "sources": list(stream.sources),
@@ -173,7 +176,7 @@ def _as_stream(corpus, config: RunConfig):
         return _TextStream(corpus)
     data = config.data
     return open_corpus(corpus, data.encoding, data.normalize_newlines, data.strip_gutenberg,
-                       data.lowercase)
+                       data.lowercase, data.strip_punctuation)
 
 
 def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, quiet,
@@ -268,6 +271,9 @@ class LanguageModel:
         if prime is None:
             prime = self.random_prime(config.seed)
         prompt = self.encode_prompt(prime, config.unknown)
+        if config.beam:  # the search ends before any text is final: one piece per sample
+            yield [h.text for h in beam_search(self.net, self.tokenizer, prompt, config)]
+            return
         yield from generate_text(self.net, self.tokenizer, prompt, config)
 
     def generate(self, prime: str | None = None, **settings: Any) -> Iterator[str]:
@@ -286,8 +292,11 @@ class LanguageModel:
     def evaluate(self, text: str) -> Evaluation:
         ids = self.tokenizer.encode(text)
         if len(ids) < 2:
-            raise ConfigError("the text to evaluate needs at least two characters")
-        return evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
+            raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
+        result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
+        # Per character too (for word tokens): total nats over the characters scored.
+        covered = len(self.tokenizer.decode(ids[1 : result.tokens + 1]))
+        return dataclasses.replace(result, characters=covered, unit=self.tokenizer.unit)
 
 
 def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
@@ -331,5 +340,5 @@ def evaluate_text(path: str, text_paths: list[str] | str) -> Evaluation:
     model = load(path)
     data = model.config.data
     corpus = load_corpus(text_paths, data.encoding, data.normalize_newlines,
-                         data.strip_gutenberg, data.lowercase)
+                         data.strip_gutenberg, data.lowercase, data.strip_punctuation)
     return model.evaluate(corpus.text)

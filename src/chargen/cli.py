@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 
@@ -37,7 +38,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--embedding-dim", type=int, metavar="N")
     model.add_argument("--dropout", type=float, metavar="P")
     data = parser.add_argument_group("text and batches (fixed once a run exists)")
-    data.add_argument("--tokenizer", choices=("char", "byte"))
+    data.add_argument("--tokenizer", choices=("char", "byte", "word"),
+                      help="char (default), byte (UTF-8 bytes) or word (words, punctuation and "
+                           "whitespace runs)")
     data.add_argument("--encoding", help="text encoding of the corpus files (default utf-8)")
     data.add_argument("--keep-crlf", dest="normalize_newlines", action="store_const", const=False,
                       help="keep CR/CRLF line ends instead of turning them into LF")
@@ -51,6 +54,15 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--batching", choices=("stream", "sequences"),
                       help="stream: contiguous streams, state carried (default); "
                            "sequences: shuffled independent sequences")
+    # -- word level and punctuation (wordbeam) --
+    data.add_argument("--min-count", type=int, metavar="N",
+                      help="word level: tokens seen fewer than N times become [UNK] (default 1)")
+    data.add_argument("--max-vocab", type=int, metavar="N",
+                      help="word level: keep the N most frequent tokens, the rest are [UNK] "
+                           "(default 0: all)")
+    data.add_argument("--strip-punctuation", action="store_const", const=True,
+                      help="remove Unicode punctuation from the corpus (letters, digits, symbols "
+                           "and whitespace stay)")
     opt = parser.add_argument_group("training")
     opt.add_argument("--optimizer", choices=("adamw", "adam"))
     opt.add_argument("--lr", type=float, metavar="LR")
@@ -83,6 +95,7 @@ _TRAIN_FIELDS = (
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
     "eval_every eval_chars log_every seed device precision on_divergence freeze_layers"
 ).split()
+_TRAIN_FIELDS += ["strip_punctuation", "min_count", "max_vocab"]  # wordbeam
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--repetition-penalty", type=float, default=1.0, metavar="P",
                         help="discourage characters already in the text (1: off; 1.1-1.3 "
                              "breaks greedy loops)")
+    # -- beam search (wordbeam) --
+    sample.add_argument("--beam", type=int, default=0, metavar="N",
+                        help="beam search with N beams for the likeliest continuation, printed "
+                             "whole at the end (0: sample; no --temperature/--top-k/--top-p)")
+    sample.add_argument("--length-norm", action="store_true",
+                        help="with --beam and --stop: rank continuations of different lengths "
+                             "by log-probability per token, not in total")
     sample.add_argument("--which", choices=("best", "last"), help="weights of a run: best "
                         "(default) or last")
     sample.add_argument("--device", default="cpu")
@@ -182,8 +202,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report_training(result) -> None:
-    log.info("done: %d steps in %.0f s; best validation %.4f nats/char (%.3f bits/char) at step"
-             " %d", result.steps, result.elapsed, result.best_val, result.best_bits,
+    from .checkpoint import RunDir
+    from .progress import loss_unit
+
+    unit = loss_unit(RunDir(result.run_dir).read_config().data.tokenizer)
+    log.info("done: %d steps in %.0f s; best validation %.4f nats/%s (%.3f bits/%s) at step"
+             " %d", result.steps, result.elapsed, result.best_val, unit, result.best_bits, unit,
              result.best_step)
     log.info("run directory: %s  (sample it: chargen sample %s)", result.run_dir, result.run_dir)
 
@@ -196,7 +220,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
                             top_p=args.top_p, num=args.num, greedy=args.greedy,
                             seed=args.seed, unknown=args.unknown,
                             precision=args.precision, stop=tuple(args.stop),
-                            repetition_penalty=args.repetition_penalty).validate()
+                            repetition_penalty=args.repetition_penalty,
+                            beam=args.beam, length_norm=args.length_norm).validate()
     if is_export(args.run):
         _print_samples(_load_export_for(args), args.prime, vars(settings))
         return 0
@@ -219,6 +244,9 @@ def _load_export_for(args: argparse.Namespace):
         raise ChargenError_usage("an ONNX export samples on the CPU (onnxruntime): drop --device")
     if args.prime is None:
         raise ChargenError_usage(NO_PROMPT)
+    if args.beam:
+        raise ChargenError_usage("--beam runs on a trained run, not on an ONNX export: sample the "
+                                 "run itself, or drop --beam")
     return load_export(args.run)
 
 
@@ -249,6 +277,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import api
 
     result = api.evaluate_text(args.run, args.files)
+    if result.unit == "word":  # per word-token, then per character for comparison with char runs
+        per_char = result.nats_per_char
+        print(f"nats/word-token {result.nats:.4f}  bits/word-token {result.bits:.4f}  "
+              f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens); over the "
+              f"{result.characters:,} characters: nats/char {per_char:.4f}  bits/char "
+              f"{per_char / math.log(2):.4f}")
+        return 0
     print(f"nats/char {result.nats:.4f}  bits/char {result.bits:.4f}  "
           f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens)")
     return 0

@@ -44,9 +44,18 @@ class DataConfig:
     seq_len: int = 100
     batch_size: int = 64
     batching: str = "stream"
+    # -- word level and punctuation (wordbeam) --
+    strip_punctuation: bool = False
+    min_count: int = 1  # word tokens seen fewer times become [UNK]
+    max_vocab: int = 0  # keep at most this many word tokens, the most frequent (0: no limit)
 
     def validate(self) -> None:
-        _choice("tokenizer", self.tokenizer, ("char", "byte"))
+        _choice("tokenizer", self.tokenizer, ("char", "byte", "word"))
+        _positive("min_count", self.min_count)
+        _non_negative("max_vocab", self.max_vocab)
+        if self.tokenizer != "word" and (self.min_count != 1 or self.max_vocab != 0):
+            raise ConfigError("--min-count and --max-vocab shape a word vocabulary: add "
+                              "--tokenizer word, or drop them")
         _choice("batching", self.batching, ("stream", "sequences"))
         _fraction("val_fraction", self.val_fraction, upper_open=True, lower_open=True)
         _positive("seq_len", self.seq_len, limit=1_000_000)
@@ -151,8 +160,12 @@ class SampleConfig:
     precision: str = "auto"
     stop: tuple[str, ...] = ()
     repetition_penalty: float = 1.0
+    # -- beam search (wordbeam) --
+    beam: int = 0  # beams searched for the likeliest continuation (0: sample instead)
+    length_norm: bool = False  # rank finished beams by log-probability per token
 
     def validate(self) -> SampleConfig:
+        self._validate_beam()
         if not _is_number(self.repetition_penalty) or self.repetition_penalty <= 0:
             raise ConfigError(f"--repetition-penalty must be more than zero (got "
                               f"{self.repetition_penalty}); 1 means none, 1.2 is a usual value")
@@ -166,6 +179,22 @@ class SampleConfig:
         if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1] (got {self.top_p})")
         return self
+
+    def _validate_beam(self) -> None:
+        _non_negative("beam", self.beam)
+        if not isinstance(self.beam, int) or self.beam > 1024:
+            raise ConfigError(f"--beam must be a whole number up to 1024 (got {self.beam})")
+        if not self.beam:
+            return
+        sampling = [flag for flag, is_set in (
+            ("--temperature", self.temperature != 1.0), ("--top-k", self.top_k != 0),
+            ("--top-p", self.top_p != 1.0), ("--greedy", self.greedy)) if is_set]
+        if sampling:
+            raise ConfigError(f"--beam searches for the likeliest text and takes no sampling "
+                              f"setting: drop {', '.join(sampling)}")
+        if self.num > self.beam:
+            raise ConfigError(f"--num {self.num} is more than --beam {self.beam}: beam search "
+                              "keeps at most --beam continuations")
 
 
 # Presets: flat overrides of RunConfig fields. The tutorial recipes join these later.

@@ -17,8 +17,15 @@ from .runtime import autocast, to_device
 
 @dataclass(frozen=True)
 class Evaluation:
-    nats: float
+    nats: float  # per token
     tokens: int
+    characters: int | None = None  # the characters the scored tokens stand for, when known
+    unit: str = "character"  # what a token is: character (char and byte level) or word
+
+    @property
+    def nats_per_char(self) -> float | None:
+        """Total loss over the characters covered: comparable across tokenizers."""
+        return self.nats * self.tokens / self.characters if self.characters else None
 
     @property
     def bits(self) -> float:

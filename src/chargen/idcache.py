@@ -28,7 +28,8 @@ def fingerprint(stream, data: DataConfig) -> dict[str, Any] | None:
     return {"items": items, "encoding": stream.encoding,
             "normalize_newlines": stream.normalize_newlines,
             "strip_gutenberg": stream.strip_gutenberg, "lowercase": stream.lowercase,
-            "tokenizer": data.tokenizer}
+            "strip_punctuation": stream.strip_punctuation, "tokenizer": data.tokenizer,
+            "min_count": data.min_count, "max_vocab": data.max_vocab}
 
 
 def find_run_with(print_: dict[str, Any] | None, parent: Path) -> RunDir | None:

@@ -17,10 +17,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def loss_unit(tokenizer_kind: str) -> str:
+    return "word-token" if tokenizer_kind == "word" else "char"
+
+
 class Progress:
     def __init__(self, total_steps: int | None, max_time: float | None, step: int,
-                 elapsed: float, quiet: bool = False):
+                 elapsed: float, quiet: bool = False, unit: str = "char"):
         self.total_steps, self.max_time, self.quiet = total_steps, max_time, quiet
+        self.unit = unit  # what the loss is per: char, or word-token for a word-level run
         self.start_step, self.start_elapsed = step, elapsed
         self.last_val = ""
         self.bar = None
@@ -63,7 +68,8 @@ class Progress:
         if self.quiet:
             return
         mark = " (best)" if improved else ""
-        message = f"step {step}: validation {nats:.4f} nats/char, {bits:.3f} bits/char{mark}"
+        message = (f"step {step}: validation {nats:.4f} nats/{self.unit}, {bits:.3f} "
+                   f"bits/{self.unit}{mark}")
         if self.bar is not None:
             self.bar.write(message, file=sys.stderr)
         else:

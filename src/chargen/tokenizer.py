@@ -1,4 +1,5 @@
-"""Text <-> token ids. Char level (sorted distinct characters + an unknown id) or byte level.
+"""Text <-> token ids. Char level (sorted distinct characters + an unknown id), byte level, or
+word level (words.py).
 
 Encoding is vectorised with numpy: code points are looked up with searchsorted, never
 one character at a time in Python.
@@ -8,14 +9,15 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError, TokenizerError
+from .words import UNKNOWN, WordTokenizer, choose_vocabulary, split_stream
 
-UNKNOWN = "[UNK]"
 _ENCODE_CHUNK = 1 << 22  # characters encoded at a time
 
 
@@ -34,6 +36,7 @@ class CharTokenizer:
     """Id 0 is the unknown token; ids 1..n are the distinct characters in code-point order."""
 
     kind = "char"
+    unit = "character"
     unknown_id = 0
 
     def __init__(self, chars: list[str]):
@@ -67,6 +70,9 @@ class CharTokenizer:
                 np.minimum(points, len(self._lookup) - 1)]
         return ids
 
+    def encode_chunks(self, chunks):
+        return (self.encode(chunk) for chunk in chunks)
+
     def unknown_chars(self, text: str) -> list[str]:
         ids = self.encode(text)
         return sorted({text[i] for i in np.flatnonzero(ids == self.unknown_id).tolist()})
@@ -85,6 +91,7 @@ class ByteTokenizer:
     """The UTF-8 bytes of the text: 256 ids, nothing is ever unknown."""
 
     kind = "byte"
+    unit = "character"
     vocab_size = 256
     unknown_id = -1
     never_sample: list[int] = []
@@ -95,6 +102,9 @@ class ByteTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8).copy()
+
+    def encode_chunks(self, chunks):
+        return (self.encode(chunk) for chunk in chunks)
 
     def unknown_chars(self, text: str) -> list[str]:
         return []
@@ -111,7 +121,7 @@ class ByteTokenizer:
         return {"type": self.kind}
 
 
-Tokenizer = CharTokenizer | ByteTokenizer
+Tokenizer = CharTokenizer | ByteTokenizer | WordTokenizer
 
 
 def seen_characters(chunks) -> list[str]:
@@ -131,9 +141,12 @@ class TextStats:
     has_text: bool  # anything but whitespace
 
 
-def scan(kind: str, chunks) -> tuple[Tokenizer, TextStats]:
-    """One pass over the text: fit the tokenizer and count what the split and summary need."""
+def scan(kind: str, chunks, min_count: int = 1, max_vocab: int = 0) -> tuple[Tokenizer, TextStats]:
+    """One pass over the text: fit the tokenizer and count what the split and summary need.
+    min_count and max_vocab bound a word vocabulary (see words.choose_vocabulary)."""
     counts = {"characters": 0, "tokens": 0, "has_text": False}
+    if kind == "word":
+        return _scan_words(chunks, min_count, max_vocab)
 
     def counted():
         for chunk in chunks:
@@ -158,25 +171,46 @@ def encode_prompt(tokenizer: Tokenizer, prime: str, unknown: str = "error") -> n
                           "out to start from a random slice of the training text")
     ids = tokenizer.encode(prime)
     missing = tokenizer.unknown_chars(prime)
+    unit = tokenizer.unit  # character, or word for a word-level run
     if missing and unknown == "error":
         shown = " ".join(repr(c) for c in missing[:20])
-        raise TokenizerError(f"the prompt has characters this model never saw: {shown}; "
+        raise TokenizerError(f"the prompt has {unit}s this model never saw: {shown}; "
                              "remove them, or pass --unknown skip or --unknown replace")
     if missing and unknown == "skip":
         ids = ids[ids != tokenizer.unknown_id]
         if not len(ids):
-            raise TokenizerError("the prompt has no character this model knows; give "
+            raise TokenizerError(f"the prompt has no {unit} this model knows; give "
                                  "another --prime")
     return ids
+def _scan_words(chunks, min_count: int, max_vocab: int) -> tuple[Tokenizer, TextStats]:
+    seen = np.zeros(0x110000, dtype=bool)
+    totals = {"characters": 0, "has_text": False}
+
+    def noted():
+        for chunk in chunks:
+            totals["characters"] += len(chunk)
+            totals["has_text"] = totals["has_text"] or not chunk.isspace()
+            for start in range(0, len(chunk), _ENCODE_CHUNK):
+                seen[_code_points(chunk[start : start + _ENCODE_CHUNK])] = True
+            yield chunk
+
+    counts: Counter = Counter()
+    for tokens in split_stream(noted()):
+        counts.update(tokens)
+    tokenizer = WordTokenizer(choose_vocabulary(counts, min_count, max_vocab))
+    return tokenizer, TextStats(distinct=int(seen.sum()), tokens=sum(counts.values()), **totals)
 
 
 def tokenizer_from_dict(raw: dict[str, Any]) -> Tokenizer:
     kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "word":
+        return WordTokenizer.from_dict(raw)
     if kind == "char" and isinstance(raw.get("chars"), str):
         return CharTokenizer(list(raw["chars"]))
     if kind == "byte":
         return ByteTokenizer()
-    raise TokenizerError("tokenizer.json is malformed: expected type 'char' with chars, or 'byte'")
+    raise TokenizerError("tokenizer.json is malformed: expected type 'char' with chars, 'word' with "
+                         "words, or 'byte'")
 
 
 def save_tokenizer_json(tokenizer: Tokenizer) -> str:

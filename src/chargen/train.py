@@ -28,7 +28,7 @@ from .distributed import (
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
 from .model import RNNLanguageModel, detach_state
-from .progress import Progress
+from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
 
 log = logging.getLogger("chargen")
@@ -179,7 +179,8 @@ class Trainer:
         p = self.progression
         start_time, start_elapsed = time.monotonic(), p.elapsed
         window = _Window(p.step, time.monotonic())
-        progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet)
+        progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet,
+                            loss_unit(self.config.data.tokenizer))
         with _signals(self), progress:
             status = self._status()
             while status == _RUNNING:

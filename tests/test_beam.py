@@ -1,0 +1,130 @@
+import itertools
+
+import pytest
+import torch
+from conftest import make_text, tiny_settings
+
+from chargen import api
+from chargen.beam import beam_search, continuation_log_prob
+from chargen.cli import main
+from chargen.config import ModelConfig, SampleConfig
+from chargen.errors import ConfigError
+from chargen.model import RNNLanguageModel
+from chargen.sampling import generate_ids
+from chargen.tokenizer import CharTokenizer
+
+
+def _model(vocab_size: int, seed: int = 0, cell: str = "lstm") -> RNNLanguageModel:
+    torch.manual_seed(seed)
+    model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=16, num_layers=2,
+                                         embedding_dim=8, dropout=0.0), vocab_size)
+    with torch.no_grad():  # sharper distributions than the initial near-uniform ones
+        model.head.weight.mul_(8.0)
+    return model.eval()
+
+
+TOKENIZER = CharTokenizer(list("abcde"))  # 6 ids, [UNK] = 0 never chosen
+PROMPT = torch.tensor([1, 2, 3])
+
+
+def _search(model, **settings):
+    config = SampleConfig(precision="fp32", **settings).validate()
+    return beam_search(model, TOKENIZER, PROMPT, config)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_beam_of_one_is_greedy(cell):
+    model = _model(TOKENIZER.vocab_size, cell=cell)
+    greedy = [int(ids) for ids in generate_ids(
+        model, PROMPT, SampleConfig(length=12, greedy=True, precision="fp32"), [0])]
+    (best,) = _search(model, length=12, beam=1)
+    assert list(best.ids) == greedy
+    assert best.text == TOKENIZER.decode(greedy)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_beam_scores_are_the_model_log_probability_and_beat_greedy(seed):
+    model = _model(TOKENIZER.vocab_size, seed)
+    greedy = [int(ids) for ids in generate_ids(
+        model, PROMPT, SampleConfig(length=10, greedy=True, precision="fp32"), [0])]
+    best = _search(model, length=10, beam=4)[0]
+    assert best.log_prob == pytest.approx(continuation_log_prob(model, PROMPT, best.ids, [0]),
+                                          abs=1e-4)
+    assert best.log_prob >= continuation_log_prob(model, PROMPT, greedy, [0]) - 1e-6
+
+
+def test_a_wide_enough_beam_finds_the_exact_best_sequences():
+    model = _model(TOKENIZER.vocab_size, seed=7)
+    length, allowed = 3, range(1, TOKENIZER.vocab_size)
+    exhaustive = sorted((continuation_log_prob(model, PROMPT, ids, [0]), ids)
+                        for ids in itertools.product(allowed, repeat=length))[::-1]
+    found = _search(model, length=length, beam=len(allowed) ** (length - 1), num=3)
+    assert [h.ids for h in found] == [ids for _, ids in exhaustive[:3]]
+
+
+def test_beam_search_is_deterministic_and_sorted():
+    model = _model(TOKENIZER.vocab_size, seed=2)
+    first, second = _search(model, length=8, beam=5, num=5), _search(model, length=8, beam=5, num=5)
+    assert first == second
+    assert [h.log_prob for h in first] == sorted((h.log_prob for h in first), reverse=True)
+    assert len({h.ids for h in first}) == 5
+
+
+def _greedy_text(model, length: int) -> str:
+    config = SampleConfig(length=length, greedy=True, precision="fp32")
+    return TOKENIZER.decode([int(ids) for ids in generate_ids(model, PROMPT, config, [0])])
+
+
+def test_stop_finishes_a_beam_and_cuts_the_text():
+    model = _model(TOKENIZER.vocab_size, seed=1)
+    stop = _greedy_text(model, 3)[-1]  # a character the model is happy to produce
+    found = _search(model, length=30, beam=3, num=3, stop=(stop,))
+    assert found and all(stop not in h.text for h in found)
+    finished = [h for h in found if len(h.ids) < 30]
+    assert finished and all(TOKENIZER.decode(h.ids).endswith(stop) for h in finished)
+
+
+def test_length_norm_ranks_by_log_probability_per_token():
+    model = _model(TOKENIZER.vocab_size, seed=1)
+    stop = _greedy_text(model, 3)[-1]
+    found = _search(model, length=20, beam=4, num=4, stop=(stop,), length_norm=True)
+    assert len({len(h.ids) for h in found}) > 1  # finished beams of several lengths
+    per_token = [h.log_prob / len(h.ids) for h in found]
+    assert per_token == sorted(per_token, reverse=True)
+
+
+@pytest.mark.parametrize("settings_, message", [
+    ({"beam": 2, "temperature": 0.8}, "--temperature"),
+    ({"beam": 2, "top_k": 5}, "--top-k"),
+    ({"beam": 2, "greedy": True}, "--greedy"),
+    ({"beam": 2, "num": 3}, "--num 3 is more than --beam 2"),
+    ({"beam": -1}, "--beam"),
+])
+def test_beam_refuses_sampling_settings(settings_, message):
+    with pytest.raises(ConfigError, match=message):
+        SampleConfig(**settings_).validate()
+
+
+def test_api_and_cli_beam(trained_run, capsys):
+    model = api.load(str(trained_run))
+    texts = model.sample("The quick", length=20, beam=3, num=2, precision="fp32")
+    assert len(texts) == 2 and texts[0] != texts[1]
+    assert texts[0] == model.sample("The quick", length=20, beam=3, precision="fp32")[0]
+    assert main(["sample", str(trained_run), "--prime", "The quick", "--length", "20",
+                 "--beam", "3", "--precision", "fp32"]) == 0
+    assert capsys.readouterr().out == "The quick" + texts[0] + "\n"
+
+
+def test_cli_beam_with_temperature_is_a_one_line_error(trained_run, capsys):
+    code = main(["sample", str(trained_run), "--beam", "3", "--temperature", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("chargen: error: --beam") and err.count("\n") == 1
+
+
+def test_word_level_beam(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(3000), encoding="utf-8")
+    run = api.train(str(corpus), str(tmp_path / "run"), quiet=True,
+                    **tiny_settings(tokenizer="word", max_steps=4)).run_dir
+    (text,) = api.load(str(run)).sample("The lazy", length=6, beam=3, precision="fp32")
+    assert "[UNK]" not in text and len(text) > 0
