@@ -32,7 +32,20 @@ def test_padded_runs_are_consecutive_letters_left_padded_with_zero():
     assert lengths == {1, 2, 3, 4, 5} and targets.max() <= LETTERS - 1
 
 
-def _torch_reference(job: alphabet.Job, initial: dict) -> dict:
+def _hard_gate_lstm(lstm: torch.nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
+    """nn.LSTM's parameters run with Keras 1's hard_sigmoid gates; the last hidden state."""
+    hidden = torch.zeros(1, lstm.hidden_size)
+    cell = torch.zeros(1, lstm.hidden_size)
+    for t in range(inputs.shape[1]):
+        z = inputs[:, t] @ lstm.weight_ih_l0.T + hidden @ lstm.weight_hh_l0.T + lstm.bias_ih_l0
+        i, f, g, o = z.chunk(4, dim=1)
+        i, f, o = (torch.clamp(0.2 * gate + 0.5, 0.0, 1.0) for gate in (i, f, o))
+        cell = f * cell + i * torch.tanh(g)
+        hidden = o * torch.tanh(cell)
+    return hidden
+
+
+def _torch_reference(job: alphabet.Job, initial: dict, hard: bool) -> dict:
     """The same training with nn.LSTM, autograd and torch.optim.Adam (eps rescaled each step
     so that torch's eps-after-bias-correction equals Keras's eps-before)."""
     steps = job.ids.shape[1]
@@ -53,9 +66,8 @@ def _torch_reference(job: alphabet.Job, initial: dict) -> dict:
     for step, pair in enumerate(job.order.tolist(), start=1):
         optimizer.param_groups[0]["eps"] = 1e-7 / math.sqrt(1 - 0.999 ** step)
         inputs = table[torch.tensor(job.ids[pair])].reshape(1, steps, -1)
-        outputs, _ = lstm(inputs)
-        loss = torch.nn.functional.cross_entropy(head(outputs[:, -1]),
-                                                 torch.tensor([int(job.targets[pair])]))
+        last = _hard_gate_lstm(lstm, inputs) if hard else lstm(inputs)[0][:, -1]
+        loss = torch.nn.functional.cross_entropy(head(last), torch.tensor([int(job.targets[pair])]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -63,13 +75,15 @@ def _torch_reference(job: alphabet.Job, initial: dict) -> dict:
             "b": lstm.bias_ih_l0, "w_out": head.weight.T, "b_out": head.bias}
 
 
+@pytest.mark.parametrize("hard", [True, False], ids=["hard-sigmoid", "sigmoid"])
 @pytest.mark.parametrize("framing", [FRAMINGS[1], FRAMINGS[2]], ids=["features", "time-steps"])
 @pytest.mark.parametrize("encoding", alphabet.ENCODINGS)
-def test_compiled_training_equals_pytorch_autograd_and_adam(framing, encoding):
+def test_compiled_training_equals_pytorch_autograd_and_adam(framing, encoding, hard, monkeypatch):
+    monkeypatch.setattr(alphabet, "HARD_GATES", hard)
     job = alphabet.make_job(framing, encoding, seed=4, epochs=2)  # 46 updates
     initial = {name: array.copy() for name, array in job.weights().items()}
     alphabet.train_jobs([job], threads=1)
-    expected = _torch_reference(job, initial)
+    expected = _torch_reference(job, initial, hard)
     assert not np.array_equal(job.weights()["w_ih"], initial["w_ih"])  # it did train
     for name, array in job.weights().items():
         np.testing.assert_allclose(array, expected[name].detach().numpy(), rtol=1e-4, atol=2e-6,

@@ -43,8 +43,19 @@ def _views(flat, rows, dim, inputs, hidden, classes):
 
 
 @njit(**_JIT)
-def _sigmoid(z):
+def _gate(z, hard):
+    """sigmoid, or Keras's hard_sigmoid clip(0.2 z + 0.5, 0, 1)."""
+    if hard:
+        return min(max(np.float32(0.2) * z + np.float32(0.5), np.float32(0.0)), np.float32(1.0))
     return np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
+
+
+@njit(**_JIT)
+def _gate_slope(a, hard):
+    """The gate's derivative, from its output a."""
+    if hard:
+        return np.float32(0.2) if np.float32(0.0) < a < np.float32(1.0) else np.float32(0.0)
+    return a * (1 - a)
 
 
 @njit(**_JIT)
@@ -81,7 +92,7 @@ def _rows_dot(out, matrix, row):
 
 
 @njit(**_JIT)
-def _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells):
+def _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells, hard):
     """Run the LSTM over x (steps, inputs); row 0 of cells/hiddens is the zero state."""
     hidden = w_hh.shape[0]
     for t in range(x.shape[0]):
@@ -90,10 +101,10 @@ def _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells):
         _add_scaled_rows(z, x[t], w_ih)
         _add_scaled_rows(z, hiddens[t], w_hh)
         for j in range(hidden):
-            i = _sigmoid(z[j])
-            f = _sigmoid(z[hidden + j])
+            i = _gate(z[j], hard)
+            f = _gate(z[hidden + j], hard)
             g = np.tanh(z[2 * hidden + j])
-            o = _sigmoid(z[3 * hidden + j])
+            o = _gate(z[3 * hidden + j], hard)
             z[j], z[hidden + j], z[2 * hidden + j], z[3 * hidden + j] = i, f, g, o
             cell = f * cells[t, j] + i * g
             cells[t + 1, j] = cell
@@ -112,7 +123,7 @@ def _softmax_into(h, w_out, b_out, probs):
 
 @njit(**_JIT)
 def _backward(x, ids, target, w_ih, w_hh, w_out, acts, cells, hiddens, tanh_cells, probs,
-              grads, scratch, train_table):
+              grads, scratch, train_table, hard):
     """Adds the gradients of -log p[target] into `grads` (views of the flat layout)."""
     hidden = w_hh.shape[0]
     d_table, d_ih, d_hh, d_b, d_out, d_bout = grads
@@ -129,10 +140,10 @@ def _backward(x, ids, target, w_ih, w_hh, w_out, acts, cells, hiddens, tanh_cell
             i, f, g, o = a[j], a[hidden + j], a[2 * hidden + j], a[3 * hidden + j]
             tc = tanh_cells[t, j]
             dcj = dc[j] + dh[j] * o * (1 - tc * tc)
-            dz[j] = dcj * g * i * (1 - i)
-            dz[hidden + j] = dcj * cells[t, j] * f * (1 - f)
+            dz[j] = dcj * g * _gate_slope(i, hard)
+            dz[hidden + j] = dcj * cells[t, j] * _gate_slope(f, hard)
             dz[2 * hidden + j] = dcj * i * (1 - g * g)
-            dz[3 * hidden + j] = dh[j] * tc * o * (1 - o)
+            dz[3 * hidden + j] = dh[j] * tc * _gate_slope(o, hard)
             dc[j] = dcj * f
         d_b += dz
         _add_outer(d_ih, x[t], dz)
@@ -169,7 +180,7 @@ def _adam(params, grad, m, v, step, lr, beta1, beta2, eps):
 
 
 @njit(**_JIT)
-def train(params, m, v, shape, ids, targets, order, train_table, lr, beta1, beta2, eps):
+def train(params, m, v, shape, ids, targets, order, train_table, hard, lr, beta1, beta2, eps):
     """One Adam update per pair, in `order` (pair indices, all epochs). shape = (table
     rows, table dim, hidden, classes); ids (pairs, steps, features). Returns the mean loss
     of the last len(targets) updates. params, m and v are updated in place."""
@@ -191,19 +202,19 @@ def train(params, m, v, shape, ids, targets, order, train_table, lr, beta1, beta
     for n in range(order.shape[0]):
         pair = order[n]
         _gather(table, ids[pair], x)
-        _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells)
+        _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells, hard)
         _softmax_into(hiddens[steps], w_out, b_out, probs)
         if n >= order.shape[0] - targets.shape[0]:
             recent_loss -= math.log(max(probs[targets[pair]], 1e-30))
         grad[:] = 0.0
         _backward(x, ids[pair], targets[pair], w_ih, w_hh, w_out, acts, cells, hiddens,
-                  tanh_cells, probs, grads, scratch, train_table)
+                  tanh_cells, probs, grads, scratch, train_table, hard)
         _adam(params[first:], grad[first:], m[first:], v[first:], n + 1, lr, beta1, beta2, eps)
     return recent_loss / min(targets.shape[0], max(order.shape[0], 1))
 
 
 @njit(**_JIT)
-def predict(params, shape, ids):
+def predict(params, shape, ids, hard):
     """The argmax class of every pair."""
     rows, dim, hidden, classes = shape
     steps, inputs = ids.shape[1], ids.shape[2] * dim
@@ -217,7 +228,7 @@ def predict(params, shape, ids):
     out = np.empty(ids.shape[0], np.int64)
     for pair in range(ids.shape[0]):
         _gather(table, ids[pair], x)
-        _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells)
+        _forward(x, w_ih, w_hh, b, acts, cells, hiddens, tanh_cells, hard)
         _softmax_into(hiddens[steps], w_out, b_out, probs)
         out[pair] = probs.argmax()
     return out
