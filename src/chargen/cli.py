@@ -30,6 +30,12 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--max-time ")) from None
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model (fixed once a run exists)")
     model.add_argument("--cell", choices=("lstm", "gru"))
@@ -178,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="train briefly on the built-in corpus and sample")
     demo.add_argument("--out", help="run directory (default runs/python-docs-N)")
     demo.add_argument("--max-time", type=_duration, metavar="TIME")
+
+    alphabet = commands.add_parser(
+        "alphabet", help="tutorial A: how framing the alphabet as features, time steps or padded "
+                         "runs changes what an LSTM(32) learns; prints a table")
+    alphabet.add_argument("--epochs", type=_positive_int, default=500, help="epochs per model (500)")
+    alphabet.add_argument("--seeds", type=_positive_int, default=5, help="models per row (5)")
+    alphabet.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
@@ -348,12 +361,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alphabet(args: argparse.Namespace) -> int:
+    import json
+
+    from .experiments import alphabet
+
+    log.info("alphabet: %d models (4 framings x 2 inputs x %d seeds), %d epochs each, batch 1",
+             8 * args.seeds, args.seeds, args.epochs)
+    result = alphabet.run_experiment(epochs=args.epochs, seeds=args.seeds)
+    print(json.dumps(result, indent=2) if args.json else alphabet.format_table(result))
+    return 0
+
+
 class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by the CLI itself
     exit_code = 2
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "info": cmd_info, "demo": cmd_demo, "export": cmd_export}
+            "info": cmd_info, "demo": cmd_demo, "export": cmd_export, "alphabet": cmd_alphabet}
 
 
 class _StderrHandler(logging.StreamHandler):

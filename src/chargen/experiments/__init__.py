@@ -1,0 +1,1 @@
+"""The tutorial experiments that are programs of their own (`chargen alphabet`)."""
