@@ -36,6 +36,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--num-layers", "--layers", type=int, metavar="N", dest="num_layers")
     model.add_argument("--embedding-dim", type=int, metavar="N")
     model.add_argument("--dropout", type=float, metavar="P")
+    _add_regularization_flags(model)
     data = parser.add_argument_group("text and batches (fixed once a run exists)")
     data.add_argument("--tokenizer", choices=("char", "byte"))
     data.add_argument("--encoding", help="text encoding of the corpus files (default utf-8)")
@@ -77,7 +78,22 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                      help="auto: bf16 autocast where the hardware runs it fast, else fp32")
 
 
-_TRAIN_FIELDS = (
+def _add_regularization_flags(model) -> None:
+    model.add_argument("--locked-dropout", action="store_const", const=True,
+                       help="one dropout mask per sequence (the same at every step) between "
+                            "layers and on the output")
+    model.add_argument("--embedding-dropout", type=float, metavar="P",
+                       help="dropout on the embedded inputs (default 0)")
+    model.add_argument("--weight-drop", type=float, metavar="P",
+                       help="DropConnect on the recurrent weights, AWD-LSTM style (default 0)")
+    model.add_argument("--tie-weights", action="store_const", const=True,
+                       help="share the embedding with the output layer (needs --embedding-dim "
+                            "equal to --hidden-size)")
+
+
+_REGULARIZATION_FIELDS = "locked_dropout embedding_dropout weight_drop tie_weights".split()
+
+_TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "

@@ -24,6 +24,11 @@ class ModelConfig:
     num_layers: int = 2
     embedding_dim: int = 64
     dropout: float = 0.25
+    # Regularisation for small corpora (regularize.py); the defaults are the plain model.
+    locked_dropout: bool = False  # one dropout mask per sequence, between layers and on output
+    embedding_dropout: float = 0.0  # dropout on the embedded inputs
+    weight_drop: float = 0.0  # DropConnect on the recurrent (weight_hh) matrices
+    tie_weights: bool = False  # the output layer shares the embedding matrix
 
     def validate(self) -> None:
         _choice("cell", self.cell, ("lstm", "gru"))
@@ -31,6 +36,12 @@ class ModelConfig:
         _positive("num_layers", self.num_layers, limit=64)
         _positive("embedding_dim", self.embedding_dim, limit=16384)
         _fraction("dropout", self.dropout, upper_open=True)
+        _fraction("embedding_dropout", self.embedding_dropout, upper_open=True)
+        _fraction("weight_drop", self.weight_drop, upper_open=True)
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ConfigError(f"--tie-weights needs --embedding-dim equal to --hidden-size (got "
+                              f"{self.embedding_dim} and {self.hidden_size}); pass --embedding-dim "
+                              f"{self.hidden_size} or drop --tie-weights")
 
 
 @dataclass(frozen=True)
