@@ -86,12 +86,16 @@ def _add_regularization_flags(model) -> None:
                        help="dropout on the embedded inputs (default 0)")
     model.add_argument("--weight-drop", type=float, metavar="P",
                        help="DropConnect on the recurrent weights, AWD-LSTM style (default 0)")
+    model.add_argument("--seq-len-jitter", type=float, metavar="F",
+                       help="vary the BPTT length of each step in seq-len * (1 +- F), stream "
+                            "batching only (default 0)")
     model.add_argument("--tie-weights", action="store_const", const=True,
                        help="share the embedding with the output layer (needs --embedding-dim "
                             "equal to --hidden-size)")
 
 
-_REGULARIZATION_FIELDS = "locked_dropout embedding_dropout weight_drop tie_weights".split()
+_REGULARIZATION_FIELDS = ("locked_dropout embedding_dropout weight_drop tie_weights "
+                          "seq_len_jitter").split()
 
 _TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "

@@ -55,6 +55,7 @@ class DataConfig:
     seq_len: int = 100
     batch_size: int = 64
     batching: str = "stream"
+    seq_len_jitter: float = 0.0  # stream batching: BPTT length varies in seq_len * (1 +- this)
 
     def validate(self) -> None:
         _choice("tokenizer", self.tokenizer, ("char", "byte"))
@@ -62,6 +63,10 @@ class DataConfig:
         _fraction("val_fraction", self.val_fraction, upper_open=True, lower_open=True)
         _positive("seq_len", self.seq_len, limit=1_000_000)
         _positive("batch_size", self.batch_size, limit=1_000_000)
+        _fraction("seq_len_jitter", self.seq_len_jitter, upper_open=True)
+        if self.seq_len_jitter and self.batching != "stream":
+            raise ConfigError("--seq-len-jitter works with --batching stream only; drop it or use "
+                              "stream batching")
 
 
 @dataclass(frozen=True)
