@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--freeze-layers", type=int, metavar="K",
                       help="keep the embedding and the first K recurrent layers fixed")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    train.add_argument("--no-auto", dest="auto", action="store_false",
+                       help="no auto-configuration: unset model, dropout and batch settings keep "
+                            "chargen's defaults instead of being chosen from the corpus size, "
+                            "the time budget and this machine's speed")
     _add_train_flags(train)
 
     sample = commands.add_parser("sample", help="generate text from a trained run")
@@ -186,7 +190,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
                            init_from=args.init_from, extend_vocab=args.extend_vocab,
-                           unknown=args.unknown, **overrides)
+                           unknown=args.unknown, auto=args.auto and not args.init_from,
+                           **overrides)
     finally:
         leave()
     _report_training(result)
