@@ -142,7 +142,9 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
     if not free:
         return config, None
     data, train = config.data, config.train
-    rate = measured_speed(vocab_size, data.batch_size, data.seq_len, device,
+    # Probed at most at the default batch: the figure is per character, and a huge --batch-size
+    # must reach the memory check (after this) rather than fail here.
+    rate = measured_speed(vocab_size, min(data.batch_size, 64), min(data.seq_len, 100), device,
                           resolve_precision(train.precision, device))
     size = None
     if any(name in given for name in (*SIZE_FIELDS, "tie_weights")):
