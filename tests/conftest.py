@@ -6,6 +6,10 @@ import pytest
 
 from chargen.config import preset
 
+# Auto-config times a few steps of the default model at start-up; tests use the nominal
+# speed instead, so that what the CLI chooses does not depend on how busy the machine is.
+os.environ.setdefault("CHARGEN_NO_PROBE", "1")
+
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum".split()
 
 

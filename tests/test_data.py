@@ -76,3 +76,34 @@ def test_eval_windows_predict_every_position_once():
     inputs = np.concatenate([x.numpy().ravel() for x, _ in eval_windows(ids, 30, max_streams=8)])
     assert np.array_equal(np.sort(targets), np.arange(1, 1001))
     assert np.array_equal(np.sort(inputs) + 1, np.sort(targets))
+
+
+def test_jittered_windows_vary_in_length_and_keep_streams_contiguous():
+    ids = np.arange(20_000, dtype=np.int64)
+    batches = StreamBatches(ids, batch_size=4, seq_len=20, seed=3, jitter=0.5)
+    steps = batches.steps_per_epoch
+    windows = [batches.batch(step) for step in range(steps)]
+    lengths = [x.shape[1] for x, _ in windows]
+    assert len(set(lengths)) > 3 and min(lengths) >= 10 and max(lengths) <= 30
+    assert sum(lengths) == steps * 20  # mean exactly seq_len: the epoch reads the same text
+    for (_, y), (x_next, _) in zip(windows, windows[1:]):
+        assert np.array_equal(x_next[:, 0].numpy(), y[:, -1].numpy())  # streams continue
+
+
+def test_jittered_batches_are_a_function_of_seed_and_step():
+    ids = np.arange(20_000, dtype=np.int64)
+    first = StreamBatches(ids, 4, 20, seed=3, jitter=0.5)
+    sequence = [first.batch(step) for step in range(first.steps_per_epoch + 5)]
+    fresh = StreamBatches(ids, 4, 20, seed=3, jitter=0.5)
+    for step in (first.steps_per_epoch + 3, 7, 0):
+        assert all(np.array_equal(a, b) for a, b in zip(fresh.batch(step), sequence[step]))
+
+
+def test_no_jitter_keeps_the_fixed_windows():
+    ids = np.arange(5_000, dtype=np.int64)
+    plain = make_batches("stream", ids, 4, 20, 3)
+    zero = make_batches("stream", ids, 4, 20, 3, jitter=0.0)
+    for step in range(3):
+        x, y = plain.batch(step)
+        assert x.shape == (4, 20)
+        assert all(np.array_equal(a, b) for a, b in zip((x, y), zero.batch(step)))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .autoconfig import auto_configure
 from .beam import beam_search
 from .checkpoint import LAST, RunDir, load_checkpoint
 from .config import RunConfig, SampleConfig
@@ -63,11 +64,13 @@ class TrainResult:
 def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None, *,
           resume: str | None = None, init_from: str | None = None, extend_vocab: bool = False,
           unknown: str = "error", config: RunConfig | None = None, quiet: bool = False,
-          **overrides: Any) -> TrainResult:
+          auto: bool = False, **overrides: Any) -> TrainResult:
     """Train a new run on `corpus` (paths, builtin:NAME or a Corpus), or continue `resume`.
     Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600.
     `init_from` starts from a trained run's weights (fine-tuning): characters it never saw
-    are an error, added with `extend_vocab`, or trained as unknown with unknown='replace'."""
+    are an error, added with `extend_vocab`, or trained as unknown with unknown='replace'.
+    `auto` chooses the model size, regularisation and batch the overrides leave open
+    (autoconfig.py); the choice is stored in the run's config.json."""
     if resume is not None:
         return _resume(resume, overrides, quiet)
     base = load_base(init_from) if init_from is not None else None
@@ -85,14 +88,18 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     outcome, error = None, None
     if world.is_main:
         try:
+            given = ({k for k, v in overrides.items() if v is not None}
+                     if auto and base is None else None)
             outcome = ("ok", str(_prepare_run(corpus, out, config, base, extend_vocab, unknown,
-                                              device)))
+                                              device, given)))
         except ChargenError as err:
             outcome, error = ("error", str(err)), err
     outcome = from_main(outcome, world)  # the other ranks wait for rank 0's run directory
     if outcome[0] == "error":
         raise error or ChargenError(outcome[1])
     run = RunDir(outcome[1])
+    if auto:  # rank 0 chose; every rank takes its choice from the run directory
+        config = run.read_config()
     try:
         train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
                                        config.data.seq_len)
@@ -109,7 +116,7 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
 
 
 def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unknown: str,
-                 device) -> Path:
+                 device, auto_given: set[str] | None = None) -> Path:
     """Read and tokenize the corpus, check the split and the memory, and write a new run
     directory with ids.npy, tokenizer.json and config.json; -> its path."""
     if out is not None:
@@ -132,6 +139,10 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
     log.info("corpus %s: %s characters, %s distinct; %s tokens (vocabulary %d): %s train, %s "
              "validation", stream.name, f"{stats.characters:,}", f"{stats.distinct:,}",
              f"{stats.tokens:,}", tokenizer.vocab_size, f"{n_train:,}", f"{n_val:,}")
+    auto_record = None
+    if auto_given is not None:
+        config, auto_record = auto_configure(config, auto_given, n_train, tokenizer.vocab_size,
+                                             device)
     _check_model_fits(config, tokenizer.vocab_size, device)
     run = RunDir.fresh(target, exist_ok_name=out is None)
     try:
@@ -145,6 +156,7 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
             "characters": stats.characters, "distinct_characters": stats.distinct,
             "train_tokens": n_train, "val_tokens": n_val, "fingerprint": corpus_print,
             **(provenance(base, extend_vocab) if base is not None else {}),
+            **({"auto_config": auto_record} if auto_record else {}),
         })
     except BaseException:
         run.discard()

@@ -241,7 +241,12 @@ class RunDir:
 def save_checkpoint(path: Path, weights: dict[str, torch.Tensor],
                     trainer_tensors: dict[str, torch.Tensor] | None = None,
                     info: dict[str, Any] | None = None) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+    tensors, seen = {}, set()
+    for key, value in weights.items():
+        value = value.detach().cpu().contiguous()
+        # safetensors refuses shared storage (tied embeddings): save a copy under the second name
+        tensors[key] = value.clone() if value.data_ptr() in seen else value
+        seen.add(value.data_ptr())
     for key, value in (trainer_tensors or {}).items():
         tensors[TRAINER_PREFIX + key] = value.detach().cpu().contiguous()
     metadata = {"format_version": str(FORMAT_VERSION), "info": json.dumps(info or {})}

@@ -43,6 +43,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--num-layers", "--layers", type=int, metavar="N", dest="num_layers")
     model.add_argument("--embedding-dim", type=int, metavar="N")
     model.add_argument("--dropout", type=float, metavar="P")
+    _add_regularization_flags(model)
     data = parser.add_argument_group("text and batches (fixed once a run exists)")
     data.add_argument("--tokenizer", choices=("char", "byte", "word"),
                       help="char (default), byte (UTF-8 bytes) or word (words, punctuation and "
@@ -95,7 +96,26 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                      help="auto: bf16 autocast where the hardware runs it fast, else fp32")
 
 
-_TRAIN_FIELDS = (
+def _add_regularization_flags(model) -> None:
+    model.add_argument("--locked-dropout", action="store_const", const=True,
+                       help="one dropout mask per sequence (the same at every step) between "
+                            "layers and on the output")
+    model.add_argument("--embedding-dropout", type=float, metavar="P",
+                       help="dropout on the embedded inputs (default 0)")
+    model.add_argument("--weight-drop", type=float, metavar="P",
+                       help="DropConnect on the recurrent weights, AWD-LSTM style (default 0)")
+    model.add_argument("--seq-len-jitter", type=float, metavar="F",
+                       help="vary the BPTT length of each step in seq-len * (1 +- F), stream "
+                            "batching only (default 0)")
+    model.add_argument("--tie-weights", action="store_const", const=True,
+                       help="share the embedding with the output layer (needs --embedding-dim "
+                            "equal to --hidden-size)")
+
+
+_REGULARIZATION_FIELDS = ("locked_dropout embedding_dropout weight_drop tie_weights "
+                          "seq_len_jitter").split()
+
+_TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
@@ -130,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--freeze-layers", type=int, metavar="K",
                       help="keep the embedding and the first K recurrent layers fixed")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    train.add_argument("--no-auto", dest="auto", action="store_false",
+                       help="no auto-configuration: unset model, dropout and batch settings keep "
+                            "chargen's defaults instead of being chosen from the corpus size, "
+                            "the time budget and this machine's speed")
     _add_train_flags(train)
 
     sample = commands.add_parser("sample", help="generate text from a trained run")
@@ -207,7 +231,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
                            init_from=args.init_from, extend_vocab=args.extend_vocab,
-                           unknown=args.unknown, **overrides)
+                           unknown=args.unknown, auto=args.auto and not args.init_from,
+                           **overrides)
     finally:
         leave()
     _report_training(result)

@@ -24,6 +24,11 @@ class ModelConfig:
     num_layers: int = 2
     embedding_dim: int = 64
     dropout: float = 0.25
+    # Regularisation for small corpora (regularize.py); the defaults are the plain model.
+    locked_dropout: bool = False  # one dropout mask per sequence, between layers and on output
+    embedding_dropout: float = 0.0  # dropout on the embedded inputs
+    weight_drop: float = 0.0  # DropConnect on the recurrent (weight_hh) matrices
+    tie_weights: bool = False  # the output layer shares the embedding matrix
 
     def validate(self) -> None:
         _choice("cell", self.cell, ("lstm", "gru"))
@@ -31,6 +36,12 @@ class ModelConfig:
         _positive("num_layers", self.num_layers, limit=64)
         _positive("embedding_dim", self.embedding_dim, limit=16384)
         _fraction("dropout", self.dropout, upper_open=True)
+        _fraction("embedding_dropout", self.embedding_dropout, upper_open=True)
+        _fraction("weight_drop", self.weight_drop, upper_open=True)
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ConfigError(f"--tie-weights needs --embedding-dim equal to --hidden-size (got "
+                              f"{self.embedding_dim} and {self.hidden_size}); pass --embedding-dim "
+                              f"{self.hidden_size} or drop --tie-weights")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class DataConfig:
     strip_punctuation: bool = False
     min_count: int = 1  # word tokens seen fewer times become [UNK]
     max_vocab: int = 0  # keep at most this many word tokens, the most frequent (0: no limit)
+    seq_len_jitter: float = 0.0  # stream batching: BPTT length varies in seq_len * (1 +- this)
 
     def validate(self) -> None:
         _choice("tokenizer", self.tokenizer, ("char", "byte", "word"))
@@ -60,6 +72,10 @@ class DataConfig:
         _fraction("val_fraction", self.val_fraction, upper_open=True, lower_open=True)
         _positive("seq_len", self.seq_len, limit=1_000_000)
         _positive("batch_size", self.batch_size, limit=1_000_000)
+        _fraction("seq_len_jitter", self.seq_len_jitter, upper_open=True)
+        if self.seq_len_jitter and self.batching != "stream":
+            raise ConfigError("--seq-len-jitter works with --batching stream only; drop it or use "
+                              "stream batching")
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,8 @@ class _Batches:
         self._offsets_epoch = -1
         self._offsets = np.empty(0, dtype=np.int64)
 
-    def _gather(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        window = self.ids[starts[:, None] + np.arange(self.seq_len + 1)]
+    def _gather(self, starts: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        window = self.ids[starts[:, None] + np.arange(length + 1)]
         window = torch.from_numpy(window.astype(np.int64))
         return window[:, :-1], window[:, 1:]
 
@@ -58,7 +58,10 @@ class _Batches:
         if epoch != self._offsets_epoch:
             self._offsets = self._epoch_offsets(epoch)
             self._offsets_epoch = epoch
-        return self._gather(self._starts(index))
+        return self._gather(self._starts(index), self._length(index))
+
+    def _length(self, index: int) -> int:
+        return self.seq_len
 
     def starts_new_stream(self, step: int) -> bool:
         """Whether the hidden state carried into this step must be reset."""
@@ -92,8 +95,12 @@ class StreamBatches(_Batches):
     """char-rnn style: the text split into batch_size contiguous streams read in order, so
     row b of one batch continues row b of the previous one and the state is carried over."""
 
-    def __init__(self, ids, batch_size, seq_len, seed):
+    def __init__(self, ids, batch_size, seq_len, seed, jitter: float = 0.0):
         super().__init__(ids, batch_size, seq_len, seed)
+        # Each window boundary moves by up to +-reach tokens, so the BPTT length varies in
+        # seq_len +- 2 reach (mean seq_len) and the streams are still read exactly once.
+        self.reach = min(round(jitter * seq_len / 2), (seq_len - 1) // 2)
+        self._bounds = np.arange(0, 1)
         self.stream_len = (len(ids) - 1) // batch_size
         self.steps_per_epoch = self.stream_len // seq_len
         if self.steps_per_epoch < 1:
@@ -106,19 +113,27 @@ class StreamBatches(_Batches):
         # A random shift each epoch so that sequence boundaries fall in new places.
         spare = self.stream_len - self.steps_per_epoch * self.seq_len
         shift = int(self._rng(epoch).integers(0, spare + 1))
+        self._bounds = np.arange(self.steps_per_epoch + 1) * self.seq_len
+        if self.reach:
+            moves = np.random.default_rng([self.seed, epoch, 1]).integers(
+                -self.reach, self.reach + 1, size=self.steps_per_epoch - 1)
+            self._bounds[1:-1] += moves
         return shift + np.arange(self.batch_size) * self.stream_len
 
     def _starts(self, index: int) -> np.ndarray:
-        return self._offsets + index * self.seq_len
+        return self._offsets + self._bounds[index]
+
+    def _length(self, index: int) -> int:
+        return int(self._bounds[index + 1] - self._bounds[index])
 
     def starts_new_stream(self, step: int) -> bool:
         return self.position(step)[1] == 0
 
 
-def make_batches(kind: str, ids, batch_size, seq_len, seed) -> _Batches:
-    return {"stream": StreamBatches, "sequences": SequenceBatches}[kind](
-        ids, batch_size, seq_len, seed
-    )
+def make_batches(kind: str, ids, batch_size, seq_len, seed, jitter: float = 0.0) -> _Batches:
+    if kind == "stream":
+        return StreamBatches(ids, batch_size, seq_len, seed, jitter)
+    return SequenceBatches(ids, batch_size, seq_len, seed)
 
 
 def eval_windows(ids: np.ndarray, seq_len: int, max_streams: int = 64):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .regularize import RecurrentRegularizer, make_dropout
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -25,12 +26,15 @@ class RNNLanguageModel(nn.Module):
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
-        self.head_dropout = nn.Dropout(config.dropout)
+        self.head_dropout = make_dropout(config.dropout, config.locked_dropout)
         self.head = nn.Linear(config.hidden_size, vocab_size)
+        self.regularizer = RecurrentRegularizer(config)
+        if config.tie_weights:
+            self.head.weight = self.embedding.weight
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
-        hidden, state = self.rnn(self.embedding(ids), state)
+        hidden, state = self.regularizer(self.rnn, self.embedding(ids), state)
         return self.head(self.head_dropout(hidden)), state
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -70,7 +74,8 @@ def count_parameters(model: nn.Module) -> int:
 def estimate_parameters(config: ModelConfig, vocab_size: int) -> int:
     """The parameter count of RNNLanguageModel(config, vocab_size), without building it."""
     gates = 4 if config.cell == "lstm" else 3
-    total = vocab_size * config.embedding_dim + config.hidden_size * vocab_size + vocab_size
+    head = 0 if config.tie_weights else config.hidden_size * vocab_size
+    total = vocab_size * config.embedding_dim + head + vocab_size
     inputs = config.embedding_dim
     for _ in range(config.num_layers):
         total += gates * config.hidden_size * (inputs + config.hidden_size + 2)

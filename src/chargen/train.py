@@ -91,7 +91,7 @@ class Trainer:
         # trains on its own rows, and DDP averages the gradients.
         self.batches = make_batches(config.data.batching, train_ids,
                                     config.data.batch_size * world.size, config.data.seq_len,
-                                    self.cfg.seed)
+                                    self.cfg.seed, config.data.seq_len_jitter)
         self.rows = world.rows(config.data.batch_size)
         self.net = (torch.nn.parallel.DistributedDataParallel(model.to(device))
                     if world.enabled else model)

@@ -1,0 +1,172 @@
+"""Auto-configuration: model size, regularisation and batch from the corpus size, the
+vocabulary, the time budget and this machine's measured speed.
+
+`choose` is a pure function of those numbers (tests call it directly); `probe_speed` times a
+few training steps of the reference model (the default 2x512) at start-up and is skipped when
+CHARGEN_NO_PROBE is set (then NOMINAL_CHARS_PER_S, this project's 2-core machine, stands in).
+
+The rule, in two steps:
+1. Size: the largest candidate that (a) sees at least CHARS_PER_PARAM training characters per
+   recurrent parameter within the budget (else it stays undertrained) and (b) has at most
+   PARAMS_PER_TOKEN recurrent parameters per training token (else it memorises the corpus).
+2. Regularisation from the epochs that model will make over the corpus: the more times it
+   sees each character, the stronger the dropout (REGULARISATION tiers).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+from .config import ModelConfig
+from .model import estimate_parameters
+
+log = logging.getLogger("chargen")
+
+# (num_layers, hidden_size), smallest first.
+CANDIDATES = ((1, 256), (2, 256), (2, 384), (2, 512), (2, 768), (2, 1024))
+REFERENCE = ModelConfig()  # the probe's model: 2x512 LSTM, embedding 64
+# Per-character cost of a model ~ its parameters + a fixed overhead; the overhead is fitted so
+# that 2x512 (~18k chars/s) against 1x256 (~100k chars/s) comes out as measured here.
+COST_OVERHEAD = 300_000
+NOMINAL_CHARS_PER_S = 18_000.0  # 2x512, bf16, 2 CPU cores: what the probe measures here
+BUDGET_EFFICIENCY = 0.9  # the share of the budget spent in training steps (not evaluation)
+CHARS_PER_PARAM = 2.0  # 2x512 on tiny Shakespeare in 10 min sees ~3 (and reached 1.44)
+PARAMS_PER_TOKEN = 20.0
+# (fewest epochs, settings): the last tier whose epochs the run reaches applies.
+REGULARISATION = (
+    (0.0, {"dropout": 0.1}),
+    (4.0, {"dropout": 0.25}),  # chargen's defaults (tiny Shakespeare, 10 minutes)
+    (15.0, {"dropout": 0.3, "locked_dropout": True, "weight_drop": 0.2,
+            "embedding_dropout": 0.05, "seq_len_jitter": 0.2}),
+    (40.0, {"dropout": 0.4, "locked_dropout": True, "weight_drop": 0.4,
+            "embedding_dropout": 0.1, "seq_len_jitter": 0.2}),
+)
+SIZE_FIELDS = ("hidden_size", "num_layers")
+AUTO_FIELDS = SIZE_FIELDS + ("dropout", "locked_dropout", "weight_drop", "embedding_dropout",
+                             "seq_len_jitter", "batch_size")
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    settings: dict
+    reason: str
+
+
+def recurrent_parameters(num_layers: int, hidden_size: int, embedding_dim: int = 64) -> int:
+    config = ModelConfig(num_layers=num_layers, hidden_size=hidden_size,
+                         embedding_dim=embedding_dim)
+    return estimate_parameters(config, 0)
+
+
+def chars_per_second(num_layers: int, hidden_size: int, vocab_size: int,
+                     reference_chars_per_s: float) -> float:
+    """Estimated training speed of a candidate, scaled from the reference model's."""
+    def cost(config: ModelConfig) -> float:
+        return estimate_parameters(config, vocab_size) + COST_OVERHEAD
+
+    candidate = ModelConfig(num_layers=num_layers, hidden_size=hidden_size)
+    return reference_chars_per_s * cost(REFERENCE) / cost(candidate)
+
+
+def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_per_s: float,
+           size: tuple[int, int] | None = None, max_chars: float | None = None) -> AutoChoice:
+    """The settings for a corpus of `train_tokens` over `vocab_size` symbols trained for
+    `budget_s` seconds (may be math.inf) on a machine where the reference model runs
+    `reference_chars_per_s`, and for at most `max_chars` characters (a step or epoch limit).
+    `size` (num_layers, hidden_size) fixes the model; then only the rest is chosen."""
+    for layers, hidden in [size] if size else reversed(CANDIDATES):
+        rate = chars_per_second(layers, hidden, vocab_size, reference_chars_per_s)
+        seen = min(rate * budget_s * BUDGET_EFFICIENCY, max_chars or math.inf)
+        params = recurrent_parameters(layers, hidden)
+        if seen >= CHARS_PER_PARAM * params and params <= PARAMS_PER_TOKEN * train_tokens:
+            break  # the largest that fits both limits; else the smallest
+    epochs = seen / max(train_tokens, 1)
+    settings = {"num_layers": layers, "hidden_size": hidden}
+    settings.update(next(s for low, s in reversed(REGULARISATION) if epochs >= low))
+    # Small corpora: fewer streams, so an epoch has more (noisier) updates.
+    settings["batch_size"] = 32 if train_tokens < 300_000 else 64
+    if size:
+        del settings["num_layers"], settings["hidden_size"]
+    limit = f"{budget_s:.0f} s" if math.isfinite(budget_s) else "the step limit"
+    reason = (f"{train_tokens:,} training tokens, vocabulary {vocab_size}, {limit} at "
+              f"~{rate:,.0f} chars/s -> {seen / 1e6:.2f}M characters = {epochs:.1f} epochs for "
+              f"{params / 1e6:.2f}M recurrent parameters")
+    return AutoChoice(settings, reason)
+
+
+def probe_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype,
+                steps: int = 3) -> float:
+    """Training characters per second of the reference model on this machine (one untimed
+    warm-up step, then `steps` timed ones, on random ids; the global RNG is left as found)."""
+    import torch
+    from torch.nn import functional as F
+
+    from .model import RNNLanguageModel
+    from .runtime import autocast
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = RNNLanguageModel(REFERENCE, vocab_size).to(device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        ids = torch.randint(0, vocab_size, (batch_size, seq_len + 1), device=device)
+        started = 0.0
+        for step in range(steps + 1):
+            if step == 1:
+                started = time.perf_counter()
+            with autocast(device, dtype):
+                logits, _ = model(ids[:, :-1])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        loss.detach().item()  # wait for the device
+        return steps * batch_size * seq_len / (time.perf_counter() - started)
+
+
+def measured_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype) -> float:
+    if os.environ.get("CHARGEN_NO_PROBE"):
+        return NOMINAL_CHARS_PER_S
+    return probe_speed(vocab_size, batch_size, seq_len, device, dtype)
+
+
+def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, device):
+    """-> (config with the fields not in `given` chosen, a record of the choice for the run's
+    meta); logs the choice and the reason."""
+    from .runtime import resolve_precision
+
+    free = [name for name in AUTO_FIELDS if name not in given]
+    if not free:
+        return config, None
+    data, train = config.data, config.train
+    # Probed at most at the default batch: the figure is per character, and a huge --batch-size
+    # must reach the memory check (after this) rather than fail here.
+    rate = measured_speed(vocab_size, min(data.batch_size, 64), min(data.seq_len, 100), device,
+                          resolve_precision(train.precision, device))
+    size = None
+    if any(name in given for name in (*SIZE_FIELDS, "tie_weights")):
+        size = (config.model.num_layers, config.model.hidden_size)
+    budget = train.max_time if train.max_time is not None else math.inf
+    choice = choose(train_tokens, vocab_size, budget, rate, size,
+                    chars_limit(train, data, train_tokens))
+    chosen = {k: v for k, v in choice.settings.items() if k in free}
+    if data.batching != "stream":
+        chosen.pop("seq_len_jitter", None)
+    config = config.with_overrides(chosen).validate()
+    shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+    log.info("auto-config (--no-auto to turn off): %s\n  because: %s", shown, choice.reason)
+    return config, {"chosen": chosen, "reason": choice.reason,
+                    "reference_chars_per_s": round(rate)}
+
+
+def chars_limit(train, data, train_tokens: int) -> float | None:
+    """The training characters a step or epoch limit allows (None: no such limit)."""
+    limits = []
+    if train.max_steps is not None:
+        limits.append(train.max_steps * data.batch_size * data.seq_len)
+    if train.epochs is not None:
+        limits.append(train.epochs * train_tokens)
+    return min(limits) if limits else None

@@ -1,0 +1,103 @@
+import json
+import math
+
+import pytest
+
+from chargen import api
+from chargen.autoconfig import AUTO_FIELDS, chars_limit, choose, probe_speed
+from chargen.cli import main
+from chargen.config import DataConfig, TrainConfig
+
+SHAKESPEARE, ALICE, SANGUO = 1_003_855, 129_988, 559_806  # training tokens (90%)
+
+
+@pytest.mark.parametrize("tokens, vocab, budget, rate, size, strong", [
+    (SHAKESPEARE, 66, 600, 18_000, (2, 512), False),  # today's defaults: 1.44 measured
+    (SHAKESPEARE, 66, 3600, 18_000, (2, 768), True),
+    (SHAKESPEARE, 66, 240, 18_000, (2, 384), False),
+    (ALICE, 72, 600, 18_000, (2, 384), True),  # a small corpus: capped size, strong dropout
+    (SANGUO, 4157, 600, 11_000, (2, 384), True),
+    (SHAKESPEARE, 66, 600, 1_000, (1, 256), False),  # a slow machine: the smallest
+    (SHAKESPEARE, 66, 600, 80_000, (2, 768), True),  # a fast one: larger
+])
+def test_rule_table(tokens, vocab, budget, rate, size, strong):
+    settings = choose(tokens, vocab, budget, rate).settings
+    assert (settings["num_layers"], settings["hidden_size"]) == size
+    assert settings.get("weight_drop", 0) > 0 if strong else "weight_drop" not in settings
+    assert set(settings) <= set(AUTO_FIELDS)
+
+
+def test_rule_is_monotone_in_epochs():
+    dropouts = [choose(SHAKESPEARE, 66, budget, 18_000, size=(2, 512)).settings["dropout"]
+                for budget in (60, 600, 3600, 36_000)]
+    assert dropouts == sorted(dropouts) and dropouts[0] < dropouts[-1]
+
+
+def test_fixed_size_chooses_only_the_rest():
+    settings = choose(ALICE, 72, 600, 18_000, size=(1, 64)).settings
+    assert "hidden_size" not in settings and "num_layers" not in settings
+    assert "dropout" in settings
+
+
+def test_step_and_epoch_limits_bound_the_characters_seen():
+    assert chars_limit(TrainConfig(max_steps=100), DataConfig(), 10_000) == 640_000
+    assert chars_limit(TrainConfig(max_steps=100, epochs=2), DataConfig(), 10_000) == 20_000
+    assert chars_limit(TrainConfig(max_time=60.0), DataConfig(), 10_000) is None
+    # a step limit: what the run sees does not depend on the machine's speed
+    slow, fast = (choose(ALICE, 72, math.inf, rate, max_chars=640_000).settings
+                  for rate in (1_000, 100_000))
+    assert slow == fast and slow["dropout"] == 0.25  # ~5 epochs
+
+
+def test_probe_measures_a_speed_and_leaves_the_random_state_alone():
+    import torch
+
+    before = torch.get_rng_state()
+    assert probe_speed(11, batch_size=2, seq_len=4, device=torch.device("cpu"), dtype=None,
+                       steps=1) > 0
+    assert torch.equal(before, torch.get_rng_state())
+
+
+@pytest.fixture
+def no_probe(monkeypatch):
+    monkeypatch.setenv("CHARGEN_NO_PROBE", "1")
+
+
+def _train_cli(text_file, out, *flags):
+    return main(["train", str(text_file), "--out", str(out), "--max-steps", "2", "--seq-len",
+                 "16", "--embedding-dim", "8", "--device", "cpu", "--precision", "fp32",
+                 "--eval-every", "2", *flags])
+
+
+def test_cli_prints_and_stores_the_choice_and_explicit_flags_win(text_file, tmp_path, no_probe,
+                                                                capsys):
+    assert _train_cli(text_file, tmp_path / "run", "--hidden-size", "16", "--num-layers",
+                      "1", "--dropout", "0.05") == 0
+    err = capsys.readouterr().err
+    assert "auto-config" in err and "because:" in err
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    model, data = meta["config"]["model"], meta["config"]["data"]
+    assert (model["hidden_size"], model["num_layers"], model["dropout"]) == (16, 1, 0.05)
+    chosen = meta["corpus"]["auto_config"]["chosen"]
+    assert "hidden_size" not in chosen and "dropout" not in chosen
+    assert chosen["batch_size"] == data["batch_size"] == 32  # a small corpus
+    stored = {**model, **data}
+    assert all(stored[name] == value for name, value in chosen.items())
+    assert "weight_drop" not in chosen  # a 2-step run: no strong regularisation
+    assert api.load(str(tmp_path / "run")).config.data.batch_size == 32
+
+
+def test_no_auto_keeps_the_defaults(text_file, tmp_path, no_probe):
+    assert _train_cli(text_file, tmp_path / "run", "--no-auto", "--hidden-size", "16",
+                      "--batch-size", "4") == 0
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "auto_config" not in meta["corpus"]
+    assert meta["config"]["model"]["dropout"] == 0.25
+    assert meta["config"]["model"]["weight_drop"] == 0.0
+
+
+def test_the_api_does_not_auto_configure_unless_asked(text_file, tmp_path, no_probe):
+    result = api.train(str(text_file), str(tmp_path / "run"), quiet=True, device="cpu",
+                       precision="fp32", max_steps=1, hidden_size=16, num_layers=1,
+                       embedding_dim=8, seq_len=16, batch_size=4)
+    assert api.load(str(result.run_dir)).config.model.dropout == 0.25
