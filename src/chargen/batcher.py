@@ -134,7 +134,7 @@ class Batcher:
     def submit(self, generation: Generation) -> None:
         with self._cond:
             if self._active_count + len(self._waiting) >= self.max_active + self.queue_size:
-                raise Busy(f"the server is busy ({self.max_active} generations running, "
+                raise Busy(f"the server is busy (generations: {self.max_active} running, "
                            f"{self.queue_size} waiting); try again shortly")
             self._waiting.append(generation)
             self._cond.notify()
