@@ -31,6 +31,9 @@ log = logging.getLogger("chargen")
 Deliver = Callable[[tuple[str, object]], None]
 
 
+UNIFORM_BLOCK = 256  # steps of random numbers drawn per generator call
+
+
 class Busy(Exception):
     """The bounded queue is full: the request is refused (HTTP 503)."""
 
@@ -62,6 +65,16 @@ class Generation:
         self.decoders = [tokenizer.stream_decoder() for _ in range(self.settings.num)]
         self.watches = [StopWatch(self.settings.stop) for _ in range(self.settings.num)]
         self.steps, self.chars, self.started = 0, 0, time.perf_counter()
+        self._uniforms: list[list[float]] = []
+
+    def next_uniforms(self) -> list[float]:
+        """This step's random number per sample. Drawn from the generator a block of steps at
+        a time: the same numbers as one draw per step, for one call where there were many."""
+        if not self._uniforms:
+            steps = max(1, min(UNIFORM_BLOCK, self.settings.length - self.steps))
+            self._uniforms = torch.rand((steps, self.settings.num), generator=self.generator).tolist()
+            self._uniforms.reverse()
+        return self._uniforms.pop()
 
     @property
     def sampling_group(self) -> tuple:
@@ -276,6 +289,6 @@ def _sample_group(logits: torch.Tensor, key: tuple, generations: list[Generation
     if any(t != 1.0 for t in temperatures):
         logits = logits / torch.tensor(temperatures, device=logits.device).unsqueeze(1)
     probs = torch.softmax(top_p_filter(top_k_filter(logits, top_k), top_p), dim=-1)
-    uniform = torch.cat([torch.rand((g.settings.num, 1), generator=g.generator)
-                         for g in generations]).to(probs.device)
+    uniform = torch.tensor([u for g in generations for u in g.next_uniforms()],
+                           dtype=probs.dtype, device=probs.device).unsqueeze(1)
     return invert_cdf(probs, uniform)

@@ -298,7 +298,11 @@ def _add_serve_command(commands) -> None:
                         help="generations batched together at once (32)")
     limits.add_argument("--queue-size", type=int, default=64, metavar="N",
                         help="generations waiting for a place; more are refused with 503 (64)")
-    serve.add_argument("--precision", choices=("auto", "fp32"), default="auto")
+    serve.add_argument("--threads", type=int, metavar="N",
+                       help="torch threads for the model (default: torch's choice)")
+    serve.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                       help="decoder weights: auto (bf16 where the hardware runs it fast, for "
+                            "--max-active rows) or fp32 (seeded text equals chargen sample's)")
     serve.add_argument("--which", choices=("best", "last"), default="best")
     serve.add_argument("--device", default="cpu")
 
@@ -312,7 +316,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = ServeLimits(max_length=args.max_length, max_num=args.max_num,
                          max_prompt=args.max_prompt, max_active=args.max_active,
                          queue_size=args.queue_size, precision=args.precision).validate()
-    serve(args.run, args.host, args.port, limits, which=args.which, device=args.device)
+    serve(args.run, args.host, args.port, limits, which=args.which, device=args.device,
+          threads=args.threads)
     return 0
 # --- end chargen serve -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -116,6 +117,7 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.batcher = Batcher(model, limits.max_active, limits.queue_size, limits.precision)
+        app.state.mailbox = _Mailbox(asyncio.get_running_loop())
         try:
             yield
         finally:
@@ -151,18 +153,40 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
             return _error(err.status, str(err))
         except ChargenError as err:
             return _error(400, _as_field_names(str(err)))
-        return await _start(request.app.state.batcher, body, prime, prompt)
+        return await _start(request.app.state.batcher, request.app.state.mailbox, body, prime,
+                            prompt)
 
     return app
 
 
-async def _start(batcher: Batcher, body: GenerateRequest, prime: str, prompt):
-    loop = asyncio.get_running_loop()
+class _Mailbox:
+    """Carries the worker thread's events to the event loop's queues with at most one loop
+    wake-up per batch of events (call_soon_threadsafe per event would wake the loop once per
+    generation per step)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.lock = loop, threading.Lock()
+        self.items: list[tuple[asyncio.Queue, tuple]] = []
+
+    def post(self, queue: asyncio.Queue, event: tuple) -> None:
+        with self.lock:
+            self.items.append((queue, event))
+            wake = len(self.items) == 1
+        if wake:
+            self.loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self.lock:
+            items, self.items = self.items, []
+        for queue, event in items:
+            queue.put_nowait(event)
+
+
+async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, prime: str, prompt):
     events: asyncio.Queue = asyncio.Queue()
     settings = Settings(length=body.length, temperature=body.temperature, top_k=body.top_k,
                         top_p=body.top_p, num=body.num, seed=body.seed, stop=tuple(body.stop))
-    generation = Generation(prompt, settings,
-                            lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+    generation = Generation(prompt, settings, lambda event: mailbox.post(events, event))
     if body.length == 0:
         generation.deliver = events.put_nowait
         generation.start(batcher.tokenizer)
@@ -189,18 +213,24 @@ async def _next_events(events: asyncio.Queue) -> list:
 
 
 async def _stream(events: asyncio.Queue, prime: str):
+    """SSE: a start event, text events, then done (with timing) or error. The pieces that
+    arrived while the previous write was going out are merged per sample, so a slow client
+    or a busy server gets fewer, longer events rather than a growing backlog."""
     yield _sse("start", {"prime": prime})
     while True:
-        chunks = []
+        merged: dict[int, list[str]] = {}
+        ending = None
         for kind, payload in await _next_events(events):
             if kind == "pieces":
-                chunks += [_sse("text", {"sample": i, "text": piece})
-                           for i, piece in enumerate(payload) if piece]
+                for sample, piece in enumerate(payload):
+                    merged.setdefault(sample, []).append(piece)
             else:
-                chunks.append(_sse(kind, payload if kind == "done" else {"error": payload}))
-                yield "".join(chunks)
-                return
-        yield "".join(chunks)
+                ending = _sse(kind, payload if kind == "done" else {"error": payload})
+        chunks = [_sse("text", {"sample": sample, "text": "".join(pieces)})
+                  for sample, pieces in merged.items() if any(pieces)]
+        yield "".join(chunks + [ending or ""])
+        if ending:
+            return
 
 
 async def _collect(events: asyncio.Queue, prime: str, num: int):
@@ -233,11 +263,17 @@ def _model_info(model, limits: ServeLimits) -> dict:
 
 
 def serve(run: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits | None = None,
-          which: str = "best", device: str = "cpu") -> None:
+          which: str = "best", device: str = "cpu", threads: int | None = None) -> None:
     """Load `run` and serve it until interrupted."""
+    import torch
     import uvicorn
 
     from .api import load
+
+    if threads is not None:
+        if threads < 1:
+            raise ChargenError("--threads must be at least 1")
+        torch.set_num_threads(threads)
 
     model = load(run, which=which, device=device)
     app = create_app(model, limits)
