@@ -2,6 +2,7 @@
 limits, the bounded queue, concurrent streams and a client that goes away mid-stream."""
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -120,6 +121,16 @@ def test_limits_and_bad_requests_are_clear_4xx(client, body, status, words):
     assert words in message and "\n" not in message
 
 
+def test_any_content_type_carries_json_and_a_non_json_body_is_a_400(client):
+    curl_style = client.post("/generate", content=b'{"prime": "The ", "length": 5}',
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert curl_style.status_code == 200 and len(curl_style.json()["texts"][0]) == 5
+    broken = client.post("/generate", content=b"prime=The")
+    assert broken.status_code == 400 and "not JSON" in broken.json()["error"]
+    listed = client.post("/generate", json=[1, 2])
+    assert listed.status_code == 422 and "\n" not in listed.json()["error"]
+
+
 def test_unknown_characters_follow_the_unknown_policy(client):
     response = client.post("/generate", json={"prime": "The 日", "unknown": "skip", "length": 5})
     assert response.status_code == 200 and len(response.json()["texts"][0]) == 5
@@ -177,3 +188,16 @@ def test_cli_serve_without_fastapi_says_what_to_install(monkeypatch, capsys, tra
     error = capsys.readouterr().err.strip()
     assert error.startswith("chargen: error:") and "pip install 'chargen[serve]'" in error
     assert "\n" not in error
+
+
+def test_cli_serve_refuses_bad_limits_and_a_taken_port(capsys, trained_run):
+    assert main(["serve", str(trained_run), "--max-active", "0"]) == 2
+    assert "--max-active must be at least 1" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        assert main(["serve", str(trained_run), "--port", port]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"chargen: error: cannot listen on 127.0.0.1:{port}")
+    assert "--port" in error and "\n" not in error

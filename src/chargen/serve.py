@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import socket
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -18,12 +19,11 @@ from importlib import resources
 from typing import Literal
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batcher import Batcher, Busy, Generation, Settings
-from .errors import ChargenError
+from .errors import ChargenError, ConfigError
 
 log = logging.getLogger("chargen")
 
@@ -40,9 +40,9 @@ class ServeLimits:
     def validate(self) -> ServeLimits:
         for name in ("max_length", "max_num", "max_prompt", "max_active"):
             if getattr(self, name) < 1:
-                raise ChargenError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.queue_size < 0:
-            raise ChargenError("--queue-size must be 0 or more")
+            raise ConfigError("--queue-size must be 0 or more")
         return self
 
 
@@ -85,6 +85,22 @@ def _as_field_names(message: str) -> str:
                             '"replace"').replace("--prime", "prime"))
 
 
+async def _read_body(request: Request) -> GenerateRequest:
+    """The JSON body, whatever the Content-Type says (curl -d sends a form type)."""
+    try:
+        return GenerateRequest.model_validate(json.loads(await request.body() or b"{}"))
+    except ValueError as err:
+        if isinstance(err, ValidationError):
+            raise HTTPProblem(422, _first_problem(err.errors())) from None
+        raise HTTPProblem(400, f"the body is not JSON ({err}); send a JSON object") from None
+
+
+def _first_problem(errors) -> str:
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return f"{where or 'body'}: {first.get('msg', 'invalid')}"
+
+
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -125,12 +141,6 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
 
     app = FastAPI(title="chargen", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        return _error(422, f"{where or 'body'}: {first.get('msg', 'invalid')} (see GET /info)")
-
     @app.get("/health")
     async def health(request: Request):
         return {"status": "ok", **request.app.state.batcher.counts()}
@@ -144,8 +154,9 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         return resources.files("chargen").joinpath("static/playground.html").read_text("utf-8")
 
     @app.post("/generate")
-    async def generate(body: GenerateRequest, request: Request):
+    async def generate(request: Request):
         try:
+            body = await _read_body(request)
             _check_limits(body, limits)
             prime = body.prime or model.random_prime(body.seed)
             prompt = model.encode_prompt(prime, body.unknown)
@@ -272,10 +283,27 @@ def serve(run: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimi
 
     if threads is not None:
         if threads < 1:
-            raise ChargenError("--threads must be at least 1")
+            raise ConfigError("--threads must be at least 1")
         torch.set_num_threads(threads)
-
+    listener = _listen(host, port)
     model = load(run, which=which, device=device)
-    app = create_app(model, limits)
-    log.info("serving %s on http://%s:%d (playground at /, API at POST /generate)", run, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(model, limits), log_level="warning"))
+    bound_host, bound_port = listener.getsockname()[:2]
+    log.info("serving %s on http://%s:%d (playground at /, API at POST /generate)", run,
+             bound_host, bound_port)
+    with listener:
+        server.run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before loading the model, so a taken port is a one-line error at once."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except (OSError, OverflowError) as err:
+        raise ChargenError(f"cannot listen on {host}:{port} ({err}); pick another --port or "
+                           "--host") from None
+    return listener
