@@ -98,6 +98,11 @@ def test_stream_gives_the_same_text_piece_by_piece(client):
     assert done["characters_per_second"] > 0
 
 
+def test_length_zero_answers_at_once(client):
+    result = client.post("/generate", json={"prime": "The ", "length": 0, "num": 2}).json()
+    assert result["texts"] == ["", ""] and result["timing"]["tokens"] == 0
+
+
 def test_stop_sequence_cuts_the_text(client):
     result = client.post("/generate", json={"prime": "The ", "length": 400, "seed": 1,
                                             "stop": ["e"]}).json()
