@@ -128,8 +128,8 @@ def main() -> None:
     record("Serving under load (characters per second)", table(
         ["concurrent clients", "aggregate chars/s", "per-client chars/s",
          f"aggregate / {args.clients[0]} client"], rows) +
-        f"\n\n{model}, server torch threads: {args.threads or 'default'}; each client streams "
-        f"{args.length} characters at temperature 0.8 "
+        f"\n\n{model}, server torch threads: {args.threads or 'the serve default'}; each client "
+        f"streams {args.length} characters at temperature 0.8 "
         "(server-sent events over loopback, clients as threads in the benchmark process).")
 
 

@@ -299,7 +299,8 @@ def _add_serve_command(commands) -> None:
     limits.add_argument("--queue-size", type=int, default=64, metavar="N",
                         help="generations waiting for a place; more are refused with 503 (64)")
     serve.add_argument("--threads", type=int, metavar="N",
-                       help="torch threads for the model (default: torch's choice)")
+                       help="torch threads for the model (default: one less than torch's "
+                            "default, leaving a core to the HTTP side)")
     serve.add_argument("--precision", choices=("auto", "fp32"), default="auto",
                        help="decoder weights: auto (bf16 where the hardware runs it fast, for "
                             "--max-active rows) or fp32 (seeded text equals chargen sample's)")
