@@ -2,7 +2,9 @@
 limits, the bounded queue, concurrent streams and a client that goes away mid-stream."""
 
 import json
+import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -206,3 +208,18 @@ def test_cli_serve_refuses_bad_limits_and_a_taken_port(capsys, trained_run):
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"chargen: error: cannot listen on 127.0.0.1:{port}")
     assert "--port" in error and "\n" not in error
+
+
+def test_cli_serve_end_to_end_on_port_zero(trained_run):
+    """`chargen serve --port 0` picks a free port and logs it; the server answers there."""
+    server = subprocess.Popen([sys.executable, "-m", "chargen", "serve", str(trained_run),
+                               "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()  # logged once the socket is listening
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        assert httpx.get(url + "/health", timeout=WAIT).json()["status"] == "ok"
+        result = httpx.post(url + "/generate", json={"prime": "The ", "length": 8}, timeout=WAIT)
+        assert len(result.json()["texts"][0]) == 8
+    finally:
+        server.terminate()
+        server.wait(timeout=WAIT)
