@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="settings, size, corpus and progress of a run")
     info.add_argument("run", help="run directory")
 
+    _add_serve_command(commands)
+
     demo = commands.add_parser("demo", help="train briefly on the built-in corpus and sample")
     demo.add_argument("--out", help="run directory (default runs/python-docs-N)")
     demo.add_argument("--max-time", type=_duration, metavar="TIME")
@@ -398,12 +400,57 @@ def cmd_alphabet(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- chargen serve ----------------------------------------------------------------------
+def _add_serve_command(commands) -> None:
+    serve = commands.add_parser("serve", help="serve a run over HTTP: streaming API and a "
+                                              "web playground")
+    serve.add_argument("run", help="run directory")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    limits = serve.add_argument_group("limits")
+    limits.add_argument("--max-length", type=int, default=2000, metavar="N",
+                        help="most tokens per sample (2000)")
+    limits.add_argument("--max-num", type=int, default=16, metavar="N",
+                        help="most samples per request (16)")
+    limits.add_argument("--max-prompt", type=int, default=10_000, metavar="CHARS",
+                        help="longest prompt (10000 characters)")
+    limits.add_argument("--max-active", type=int, default=32, metavar="N",
+                        help="generations batched together at once (32)")
+    limits.add_argument("--queue-size", type=int, default=64, metavar="N",
+                        help="generations waiting for a place; more are refused with 503 (64)")
+    serve.add_argument("--threads", type=int, metavar="N",
+                       help="torch threads for the model (default: one less than torch's "
+                            "default, leaving a core to the HTTP side)")
+    serve.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                       help="decoder weights: auto (bf16 where the hardware runs it fast, for "
+                            "--max-active rows) or fp32 (seeded text equals chargen sample's)")
+    serve.add_argument("--which", choices=("best", "last"), default="best")
+    serve.add_argument("--device", default="cpu")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import ServeLimits, serve
+    except ImportError as err:
+        raise ChargenError(f"chargen serve needs FastAPI and uvicorn ({err}); install them with "
+                           "pip install 'chargen[serve]'") from None
+    limits = ServeLimits(max_length=args.max_length, max_num=args.max_num,
+                         max_prompt=args.max_prompt, max_active=args.max_active,
+                         queue_size=args.queue_size, precision=args.precision).validate()
+    serve(args.run, args.host, args.port, limits, which=args.which, device=args.device,
+          threads=args.threads)
+    return 0
+# --- end chargen serve -------------------------------------------------------------------
+
+
 class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by the CLI itself
     exit_code = 2
 
 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
-            "info": cmd_info, "demo": cmd_demo, "export": cmd_export, "alphabet": cmd_alphabet}
+            "info": cmd_info, "demo": cmd_demo, "export": cmd_export, "alphabet": cmd_alphabet,
+            "serve": cmd_serve}
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -60,9 +60,15 @@ def sample_categorical(probs: torch.Tensor, generator=None) -> torch.Tensor:
     scaled to the row's total mass, located with searchsorted (right side, so that
     zero-probability ids are never chosen). Three cheap ops where torch.multinomial takes
     ten or so; it matters when one token is drawn per step."""
-    cdf = probs.cumsum(dim=-1)
     uniform = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device,
-                         dtype=cdf.dtype)
+                         dtype=probs.dtype)
+    return invert_cdf(probs, uniform)
+
+
+def invert_cdf(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """(batch, vocab) probabilities and (batch, 1) uniform numbers in [0, 1) -> (batch,) ids.
+    The server draws each row's number from that request's own generator."""
+    cdf = probs.cumsum(dim=-1)
     return torch.searchsorted(cdf, uniform * cdf[..., -1:], right=True).squeeze(-1)
 
 
