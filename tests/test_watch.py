@@ -19,6 +19,7 @@ def test_prime_is_the_start_of_the_first_whole_line_cut_after_a_word():
     assert choose_prime("x\nalpha beta gamma delta", limit=14) == "alpha beta"
     assert choose_prime("a short text here", limit=10) == "a short"
     assert choose_prime("ends here\n", limit=40) == "ends here\n"
+    assert choose_prime("tail\n\n\nNAME:\nSpeech", limit=40) == "NAME:\nSpeech"
 
 
 @pytest.mark.parametrize("value", [-1, 2.5, True])

@@ -40,7 +40,8 @@ def choose_prime(text: str, limit: int = PRIME_CHARS) -> str:
     """The start of the first whole line of `text`, at most `limit` characters, cut after a
     word where it has to be cut."""
     newline = text.find("\n")
-    rest = text[newline + 1 :] if 0 <= newline < len(text) - 1 else text
+    rest = text[newline + 1 :].lstrip("\n") if 0 <= newline < len(text) - 1 else text
+    rest = rest or text
     prime = rest[:limit]
     space = prime.rfind(" ")
     if len(rest) > limit and space > limit // 2:
