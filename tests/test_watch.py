@@ -116,3 +116,24 @@ def test_a_missing_tensorboard_is_one_clear_error_before_any_work(text_file, tmp
         api.train(str(text_file), str(tmp_path / "run"), quiet=True, **tiny_settings(tensorboard=True))
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_watch_flags_end_to_end(text_file, tmp_path):
+    from test_cli import TINY, run_cli
+
+    run = tmp_path / "run"
+    done = run_cli("train", text_file, "--out", run, "--max-steps", "12", "--sample-every", "6",
+                   "--sample-length", "25", "--tensorboard", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "step 6: sample\n  | " in done.stderr and "epoch 0." in done.stderr
+    assert [s["step"] for s in RunDir(run).read_jsonl(SAMPLES)] == [6, 12]
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    quiet = run_cli("train", "--resume", run, "--max-steps", "18", "--no-tensorboard", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "sample" not in quiet.stderr
+    assert [s["step"] for s in RunDir(run).read_jsonl(SAMPLES)] == [6, 12, 18]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*")) == events  # none added
+    refused = run_cli("sample", run, "--interactive", "--num", "2")
+    assert refused.returncode == 1 and refused.stderr.startswith("chargen: error:")
+    assert "--num" in refused.stderr
