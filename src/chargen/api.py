@@ -41,6 +41,7 @@ from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
 from .tokenizer import TextStats, encode_prompt, narrowest_dtype, scan
 from .train import Trainer
+from .watch import require_tensorboard
 
 log = logging.getLogger("chargen")
 DEFAULT_MAX_TIME = 600.0
@@ -82,6 +83,8 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
         config = config.with_overrides({"max_time": DEFAULT_MAX_TIME})
         log.info("no --max-steps, --epochs or --max-time given: training for %d minutes",
                  DEFAULT_MAX_TIME // 60)
+    if config.train.tensorboard:
+        require_tensorboard()  # a missing optional package is reported before any work
     world, device = join(config.train.device)
     if not world.is_main:
         log.setLevel(logging.WARNING)

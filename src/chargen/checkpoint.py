@@ -221,12 +221,18 @@ class RunDir:
 
     # -- metrics ------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.file(METRICS), "a", encoding="utf-8") as handle:
+        self.append_jsonl(METRICS, record)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return self.read_jsonl(METRICS)
+
+    def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.file(name), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        path = self.file(METRICS)
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        path = self.file(name)
         if not path.exists():
             return []
         records = []

@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "chargen's defaults instead of being chosen from the corpus size, "
                             "the time budget and this machine's speed")
     _add_train_flags(train)
+    _add_watch_flags(train)
 
     sample = commands.add_parser("sample", help="generate text from a trained run")
     sample.add_argument("run", help="run directory, or an ONNX export directory")
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "by log-probability per token, not in total")
     sample.add_argument("--which", choices=("best", "last"), help="weights of a run: best "
                         "(default) or last")
+    sample.add_argument("--interactive", "-i", action="store_true",
+                        help="a prompt loop: type text, see it continued (:help lists commands)")
     sample.add_argument("--device", default="cpu")
 
     # -- ONNX export (issue #3) ------------------------------------------------------------
@@ -206,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("run", help="run directory")
 
     _add_serve_command(commands)
+
+    plot = commands.add_parser("plot", help="PNG of runs' training and validation loss")
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run directories, drawn overlaid")
+    plot.add_argument("--out", metavar="FILE",
+                      help="the PNG to write (default: loss.png in the first run's directory)")
 
     demo = commands.add_parser("demo", help="train briefly on the built-in corpus and sample")
     demo.add_argument("--out", help="run directory (default runs/python-docs-N)")
@@ -268,6 +276,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from . import api
 
     model = api.load(args.run, which=args.which or "best", device=args.device)
+    if args.interactive:
+        from .interactive import Session
+
+        return Session(model, settings).run(first_prime=args.prime)
     prime = args.prime if args.prime is not None else model.random_prime(args.seed)
     _print_samples(model, prime, vars(settings))
     return 0
@@ -451,6 +463,31 @@ class ChargenError_usage(ChargenError):  # noqa: N801 - a usage error raised by 
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets,
             "info": cmd_info, "demo": cmd_demo, "export": cmd_export, "alphabet": cmd_alphabet,
             "serve": cmd_serve}
+
+
+# -- watching a run: samples during training, TensorBoard, plot ---------------------------
+_TRAIN_FIELDS += ["sample_every", "sample_length", "tensorboard"]
+
+
+def _add_watch_flags(parser: argparse.ArgumentParser) -> None:
+    watch = parser.add_argument_group("watching the run")
+    watch.add_argument("--sample-every", type=int, metavar="STEPS",
+                       help="write a short sample to samples.jsonl (and show it) every STEPS "
+                            "steps (default: at each evaluation; 0: never)")
+    watch.add_argument("--sample-length", type=int, metavar="N",
+                       help="characters in each such sample (default 200)")
+    watch.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                       help="also log to RUN/tensorboard/ (pip install 'chargen[tensorboard]')")
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_runs
+
+    log.info("wrote %s", plot_runs(args.runs, args.out))
+    return 0
+
+
+COMMANDS["plot"] = cmd_plot
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -98,8 +98,14 @@ class TrainConfig:
     precision: str = "auto"
     on_divergence: str = "stop"
     freeze_layers: int = 0
+    # Watching a run (watch.py). sample_every: steps between samples written to samples.jsonl;
+    # None samples at each evaluation, 0 never.
+    sample_every: int | None = None
+    sample_length: int = 200
+    tensorboard: bool = False
 
     def validate(self) -> None:
+        self._validate_watching()
         _choice("optimizer", self.optimizer, ("adamw", "adam"))
         _choice("on_divergence", self.on_divergence, ("stop", "rollback"))
         _non_negative("freeze_layers", self.freeze_layers)
@@ -119,6 +125,14 @@ class TrainConfig:
         _non_negative("seed", self.seed)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(self.device)):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+
+    def _validate_watching(self) -> None:
+        every = self.sample_every
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+            raise ConfigError(f"--sample-every must be a whole number of steps, 0 for never (got {every})")
+        _positive("sample_length", self.sample_length, limit=100_000)
+        if not isinstance(self.tensorboard, bool):
+            raise ConfigError(f"tensorboard must be true or false (got {self.tensorboard!r})")
 
 
 @dataclass(frozen=True)

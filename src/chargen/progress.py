@@ -23,9 +23,11 @@ def loss_unit(tokenizer_kind: str) -> str:
 
 class Progress:
     def __init__(self, total_steps: int | None, max_time: float | None, step: int,
-                 elapsed: float, quiet: bool = False, unit: str = "char"):
+                 elapsed: float, quiet: bool = False, unit: str = "char",
+                 steps_per_epoch: int | None = None):
         self.total_steps, self.max_time, self.quiet = total_steps, max_time, quiet
         self.unit = unit  # what the loss is per: char, or word-token for a word-level run
+        self.steps_per_epoch = steps_per_epoch
         self.start_step, self.start_elapsed = step, elapsed
         self.last_val = ""
         self.bar = None
@@ -50,26 +52,38 @@ class Progress:
             etas.append((self.total_steps - step) * (elapsed - self.start_elapsed) / done)
         return format_duration(min(etas)) if etas else "?"
 
+    def _epoch(self, step: int) -> str:
+        return f"epoch {step / self.steps_per_epoch:.2f}" if self.steps_per_epoch else ""
+
     def update(self, step: int, elapsed: float, loss: float, chars_per_s: float) -> None:
         if self.quiet:
             return
         if self.bar is not None:
             self.bar.n = step
-            self.bar.set_postfix_str(f"loss {loss:.3f}{self.last_val} {chars_per_s:,.0f} ch/s "
-                                     f"eta {self._eta(step, elapsed)}")
+            self.bar.set_postfix_str(f"{self._epoch(step)} loss {loss:.3f}{self.last_val} "
+                                     f"{chars_per_s:,.0f} ch/s eta {self._eta(step, elapsed)}")
             return
         total = f"/{self.total_steps}" if self.total_steps else ""
-        log.info("step %d%s  loss %.4f%s  %s chars/s  elapsed %s  eta %s", step, total, loss,
-                 self.last_val, f"{chars_per_s:,.0f}", format_duration(elapsed),
-                 self._eta(step, elapsed))
+        log.info("step %d%s  %s  loss %.4f%s  %s chars/s  elapsed %s  eta %s", step, total,
+                 self._epoch(step), loss, self.last_val, f"{chars_per_s:,.0f}",
+                 format_duration(elapsed), self._eta(step, elapsed))
 
     def validation(self, step: int, nats: float, bits: float, improved: bool) -> None:
         self.last_val = f"  val {nats:.4f} ({bits:.3f} bpc)"
         if self.quiet:
             return
         mark = " (best)" if improved else ""
-        message = (f"step {step}: validation {nats:.4f} nats/{self.unit}, {bits:.3f} "
+        self._show(f"step {step}: validation {nats:.4f} nats/{self.unit}, {bits:.3f} "
                    f"bits/{self.unit}{mark}")
+
+    def sample(self, step: int, text: str) -> None:
+        """A sample generated during training, its lines marked off from the log lines."""
+        if not self.quiet:
+            lines = "\n".join("  | " + line for line in text.splitlines())
+            self._show(f"step {step}: sample\n{lines}")
+
+    def _show(self, message: str) -> None:
+        """A message above the live bar on a terminal, a log line otherwise."""
         if self.bar is not None:
             self.bar.write(message, file=sys.stderr)
         else:

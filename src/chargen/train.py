@@ -30,6 +30,7 @@ from .evaluate import evaluate_ids
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
+from .watch import Watch
 
 log = logging.getLogger("chargen")
 MAX_ROLLBACKS = 3
@@ -102,6 +103,7 @@ class Trainer:
         # A loss this far above uniform guessing (ln vocab) means training has blown up.
         self.loss_bound = 2 * math.log(model.vocab_size) + 5
         self._stop_signal: int | None = None
+        self.watch = Watch(run, self.cfg, model, val_ids, enabled=world.is_main)  # samples, TensorBoard
 
     def _total_steps(self) -> int | None:
         limits = []
@@ -169,18 +171,20 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> Progression:
         self.model.to(self.device).train()
-        while True:
-            try:
-                return self._fit_until_stopped()
-            except TrainingDiverged as err:
-                self._roll_back(err)
+        with self.watch:
+            while True:
+                try:
+                    return self._fit_until_stopped()
+                except TrainingDiverged as err:
+                    self._roll_back(err)
 
     def _fit_until_stopped(self) -> Progression:
         p = self.progression
         start_time, start_elapsed = time.monotonic(), p.elapsed
         window = _Window(p.step, time.monotonic())
         progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet,
-                            loss_unit(self.config.data.tokenizer))
+                            loss_unit(self.config.data.tokenizer),
+                            steps_per_epoch=self.batches.steps_per_epoch)
         with _signals(self), progress:
             status = self._status()
             while status == _RUNNING:
@@ -194,6 +198,8 @@ class Trainer:
                 if evaluating:
                     self._evaluate(progress)
                     self.save_last()
+                if self.watch.sample_due(p.step, evaluating, status == _DONE):
+                    self.watch.sample(p.step, p.elapsed, progress)
         if status == _SIGNALLED:
             self._stop_signal = self._stop_signal or signal.SIGTERM  # another rank's signal
             self.save_last()
@@ -281,6 +287,7 @@ class Trainer:
         record = {"step": p.step, "time": round(p.elapsed, 3), "train_loss": loss,
                   "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": round(chars_per_s)}
         self.run.append_metrics(record)
+        self.watch.record(record)
         progress.update(p.step, p.elapsed, loss=loss, chars_per_s=chars_per_s)
 
     def _evaluate(self, progress: Progress) -> None:
@@ -296,9 +303,10 @@ class Trainer:
                 save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
         if not self.world.is_main:
             return
-        self.run.append_metrics({"step": p.step, "time": round(p.elapsed, 3),
-                                 "val_loss": result.nats, "val_bpc": result.bits,
-                                 "best": improved})
+        record = {"step": p.step, "time": round(p.elapsed, 3), "val_loss": result.nats,
+                  "val_bpc": result.bits, "best": improved}
+        self.run.append_metrics(record)
+        self.watch.record(record)
         progress.validation(p.step, result.nats, result.bits, improved)
 
 

@@ -1,0 +1,126 @@
+"""`chargen plot`: training and validation loss of one or more runs, in bits per character,
+against steps and against training time, written as a PNG."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import RunDir, atomic_file
+from .errors import ChargenError
+
+DEFAULT_NAME = "loss.png"
+
+
+@dataclass
+class Curves:
+    name: str
+    unit: str  # char or byte
+    train: list[tuple[int, float, float]]  # (step, seconds, bits)
+    val: list[tuple[int, float, float]]
+
+
+def load_curves(path: str) -> Curves:
+    run = RunDir(path).check_exists()
+    by_step: dict[tuple[str, int], tuple[int, float, float]] = {}
+    for record in run.read_metrics():
+        for key, kind in (("train_loss", "train"), ("val_loss", "val")):
+            if key in record:
+                # After a rollback, steps are trained again: the later record wins.
+                by_step[kind, record["step"]] = (record["step"], record["time"],
+                                                 record[key] / math.log(2))
+    if not by_step:
+        raise ChargenError(f"{run.path} has no metrics yet (metrics.jsonl is empty or missing); "
+                           "train it first")
+    curves = {kind: sorted(v for (k, _), v in by_step.items() if k == kind)
+              for kind in ("train", "val")}
+    unit = run.read_config().data.tokenizer
+    return Curves(str(path).rstrip("/") or str(path), unit, curves["train"], curves["val"])
+
+
+def _figure_class():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ChargenError("chargen plot needs matplotlib: pip install 'chargen[plot]'") from None
+    return Figure
+
+
+def _time_unit(seconds: float) -> tuple[str, float]:
+    if seconds <= 180:
+        return "seconds", 1.0
+    return ("minutes", 60.0) if seconds <= 3 * 3600 else ("hours", 3600.0)
+
+
+def _y_label(runs: list[Curves]) -> str:
+    units = {run.unit for run in runs}
+    return {frozenset({"char"}): "bits per character",
+            frozenset({"byte"}): "bits per byte"}.get(frozenset(units), "bits per token")
+
+
+def _draw(axes, runs: list[Curves], column: int, scale: float) -> None:
+    for i, run in enumerate(runs):
+        colour = f"C{i % 10}"
+        for points, style in ((run.train, "--"), (run.val, "-")):
+            if points:
+                xs = [p[column] / scale for p in points]
+                axes.plot(xs, [p[2] for p in points], style, color=colour,
+                          linewidth=1.0 if style == "--" else 1.8, alpha=0.75 if style == "--" else 1,
+                          marker="o" if len(points) == 1 else None)  # a lone point shows too
+        if run.val:
+            best = min(run.val, key=lambda p: p[2])
+            axes.plot(best[column] / scale, best[2], "*", color=colour, markersize=13,
+                      markeredgecolor="black", zorder=5)
+    axes.grid(True, alpha=0.3)
+
+
+def _legend(axes, runs: list[Curves]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for i, run in enumerate(runs):
+        best = min(run.val, key=lambda p: p[2]) if run.val else None
+        label = run.name + (f"  (best {best[2]:.3f} at step {best[0]:,})" if best else "")
+        handles.append(Line2D([], [], color=f"C{i % 10}", linewidth=2, label=label))
+    handles += [Line2D([], [], color="grey", linestyle="--", label="training"),
+                Line2D([], [], color="grey", linestyle="-", linewidth=1.8, label="validation"),
+                Line2D([], [], color="grey", marker="*", linestyle="", markersize=11,
+                       markeredgecolor="black", label="best validation")]
+    axes.legend(handles=handles, loc="best", fontsize="small")
+
+
+def _y_limits(runs: list[Curves]) -> tuple[float, float]:
+    """Low enough for every point; high enough for validation and the training loss after its
+    first tenth, so that the first steps' (near-uniform) losses do not flatten the rest."""
+    values = [p[2] for run in runs for p in run.train + run.val]
+    tops = [p[2] for run in runs for p in run.val]
+    tops += [p[2] for run in runs for p in run.train[len(run.train) // 10 :]]
+    low, high = min(values), max(tops or values)
+    margin = 0.05 * (high - low or 1.0)
+    return max(0.0, low - margin), high + margin
+
+
+def plot_runs(paths: list[str], out: str | None = None) -> Path:
+    """Draw the runs' loss curves (several overlaid) into a PNG; -> its path. The default
+    path is loss.png inside the first run's directory."""
+    figure_class = _figure_class()
+    runs = [load_curves(path) for path in paths]
+    target = Path(out) if out is not None else Path(paths[0]) / DEFAULT_NAME
+    if target.parent and not target.parent.is_dir():
+        raise ChargenError(f"cannot write {target}: {target.parent} is not a directory")
+    figure = figure_class(figsize=(13, 5), layout="constrained")
+    by_step, by_time = figure.subplots(1, 2, sharey=True)
+    unit, scale = _time_unit(max(p[1] for run in runs for p in run.train + run.val))
+    _draw(by_step, runs, 0, 1.0)
+    _draw(by_time, runs, 1, scale)
+    by_step.set_xlabel("step")
+    by_time.set_xlabel(f"training time ({unit})")
+    by_step.set_ylabel(_y_label(runs))
+    by_step.set_ylim(*_y_limits(runs))
+    by_step.set_title("loss against steps")
+    by_time.set_title("loss against training time")
+    _legend(by_step, runs)
+    with atomic_file(target) as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    return target
