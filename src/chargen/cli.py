@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .config import PRESETS, parse_duration, preset
+from .config import BATCHINGS, PRESET_NOTES, PRESETS, parse_duration, preset
 from .errors import ChargenError
 
 log = logging.getLogger("chargen")
@@ -27,6 +27,24 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ChargenError as err:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--max-time ")) from None
+
+
+def _add_framing_flags(parser, model, data) -> None:
+    """The tutorials' framings, input encodings and checkpoint rule (framing.py, encoding.py)."""
+    model.add_argument("--input-encoding", choices=("embedding", "onehot", "scalar"),
+                       help="embedding (default), one-hot, or scalar: id / vocabulary size")
+    model.add_argument("--input-dropout", type=float, metavar="P")
+    model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                       help="read the window both ways (window framings only)")
+    data.add_argument("--window", type=int, metavar="N",
+                      help="ids before each predicted one, for the window framings (default 100)")
+    data.add_argument("--window-layout", choices=("time-steps", "features"),
+                      help="the window as time steps (default) or as the features of one step")
+    data.add_argument("--keep-case", dest="lowercase", action="store_const", const=False,
+                      help="do not lowercase (undoes a preset's --lowercase)")
+    parser.add_argument("--keep", choices=("val-loss", "train-loss"),
+                        help="best weights by validation loss (default) or by the epoch's "
+                             "training loss (the tutorials'; allows --val-fraction 0)")
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +66,11 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                       help="last fraction of the text held out for validation (default 0.1)")
     data.add_argument("--seq-len", type=int, metavar="N")
     data.add_argument("--batch-size", type=int, metavar="N")
-    data.add_argument("--batching", choices=("stream", "sequences"),
+    data.add_argument("--batching", choices=BATCHINGS,
                       help="stream: contiguous streams, state carried (default); "
-                           "sequences: shuffled independent sequences")
+                           "sequences: shuffled independent sequences; window, variable-window, "
+                           "prefix: the tutorials' windows -> next character (see --window)")
+    _add_framing_flags(parser, model, data)
     opt = parser.add_argument_group("training")
     opt.add_argument("--optimizer", choices=("adamw", "adam"))
     opt.add_argument("--lr", type=float, metavar="LR")
@@ -81,7 +101,8 @@ _TRAIN_FIELDS = (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
-    "eval_every eval_chars log_every seed device precision on_divergence freeze_layers"
+    "eval_every eval_chars log_every seed device precision on_divergence freeze_layers "
+    "input_encoding input_dropout bidirectional window window_layout keep"
 ).split()
 
 
@@ -174,6 +195,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report_training(result) -> None:
+    if result.best_val == float("inf"):  # no validation text
+        log.info("done: %d steps in %.0f s; best epoch training loss %.4f at step %d",
+                 result.steps, result.elapsed, result.best_train, result.best_train_step)
+        log.info("run directory: %s  (sample it: chargen sample %s)", result.run_dir,
+                 result.run_dir)
+        return
     log.info("done: %d steps in %.0f s; best validation %.4f nats/char (%.3f bits/char) at step"
              " %d", result.steps, result.elapsed, result.best_val, result.best_bits,
              result.best_step)
@@ -219,9 +246,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    import textwrap
+
     for name, settings in PRESETS.items():
-        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-        print(f"{name}: {shown or '(the defaults)'}")
+        print(f"{name}: {PRESET_NOTES.get(name, '')}")
+        shown = " ".join(f"{k}={v}" for k, v in settings.items()) or "(the defaults)"
+        print(textwrap.fill(shown, width=100, initial_indent="    ", subsequent_indent="    "))
     return 0
 
 
