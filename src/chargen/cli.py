@@ -249,9 +249,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     import textwrap
 
     for name, settings in PRESETS.items():
-        print(f"{name}: {PRESET_NOTES.get(name, '')}")
-        shown = " ".join(f"{k}={v}" for k, v in settings.items()) or "(the defaults)"
-        print(textwrap.fill(shown, width=100, initial_indent="    ", subsequent_indent="    "))
+        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+        print(textwrap.fill(f"{name}: {shown or '(the defaults)'}", width=100,
+                            subsequent_indent="    ", break_on_hyphens=False))
+        if name in PRESET_NOTES:
+            print(f"    ({PRESET_NOTES[name]})")
     return 0
 
 

@@ -265,9 +265,6 @@ PRESETS.update({
     },
 })
 PRESET_NOTES = {
-    "default": "the defaults",
-    "demo": "the built-in demo",
-    "tiny": "a few seconds, for tests",
     "alice-small": "tutorial B small: LSTM(256), 100-char windows, scalar input, 20 epochs",
     "alice-large": "tutorial B large: 2 x LSTM(256), dropout 0.2, batch 64, 50 epochs",
     "shakespeare-gru": "tutorial C: embedding 256 -> GRU(1024), sequences of 100, 10 epochs",
