@@ -189,8 +189,10 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
         model.load_state_dict(init_weights)
     freeze_lower_layers(model, config.train.freeze_layers)
     model.to(device)
-    log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
-             config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
+    inputs = config.model.input_encoding
+    inputs = f"embedding {config.model.embedding_dim}" if inputs == "embedding" else f"{inputs} input"
+    log.info("model: %s %dx%d, %s, %s parameters; %s, %s", config.model.cell.upper(),
+             config.model.num_layers, config.model.hidden_size, inputs,
              f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])
     return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet, world)
 

@@ -27,6 +27,7 @@ from .distributed import (
 )
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
+from .framing import steps_per_example
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress
 from .runtime import autocast, to_device
@@ -351,7 +352,7 @@ class _Window:
     def flush(self, step: int, data) -> tuple[float, float]:
         now = time.monotonic()
         loss = float(self.total) / max(self.count, 1) if self.total is not None else math.nan
-        chars = (step - self.step) * data.batch_size * data.seq_len
+        chars = (step - self.step) * data.batch_size * steps_per_example(data)
         rate = chars / max(now - self.time, 1e-9)
         self.step, self.time, self.total, self.count = step, now, None, 0
         return loss, rate
