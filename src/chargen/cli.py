@@ -267,8 +267,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     corpus = info["corpus"]
     model = info["config"]["model"]
     print(f"run          {info['run']} (chargen {info['chargen_version']})")
+    encoding = model.get("input_encoding", "embedding")
+    inputs = f"embedding {model['embedding_dim']}" if encoding == "embedding" else f"{encoding} input"
     print(f"model        {model['cell'].upper()} {model['num_layers']}x{model['hidden_size']}, "
-          f"embedding {model['embedding_dim']}, dropout {model['dropout']}; "
+          f"{inputs}, dropout {model['dropout']}; "
           f"{info['parameters']:,} parameters, vocabulary {info['vocabulary']}")
     print(f"corpus       {corpus.get('name')}: {corpus.get('characters', 0):,} characters, "
           f"{corpus.get('distinct_characters', 0):,} distinct; {corpus.get('train_tokens', 0):,} "
