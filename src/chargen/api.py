@@ -29,6 +29,7 @@ from .finetune import (
     load_base,
     provenance,
 )
+from .framing import context_length, framing_of, steps_per_example
 from .idcache import find_run_with, fingerprint
 from .model import (
     RNNLanguageModel,
@@ -56,6 +57,8 @@ class TrainResult:
     elapsed: float
     best_val: float
     best_step: int
+    best_train: float = float("inf")  # the lowest epoch-mean training loss
+    best_train_step: int = -1
 
     @property
     def best_bits(self) -> float:
@@ -105,7 +108,7 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
         config = run.read_config()
     try:
         train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
-                                       config.data.seq_len)
+                                       context_length(config.data))
         tokenizer = run.read_tokenizer()
         init = initial_weights(base, tokenizer) if base is not None else None
         trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet,
@@ -138,7 +141,8 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
         tokenizer = fine_tune_tokenizer(base, tokenizer, extend_vocab, unknown)
     if not stats.has_text:
         raise empty_corpus(stream)
-    n_train, n_val = split_sizes(stats.tokens, config.data.val_fraction, config.data.seq_len)
+    n_train, n_val = split_sizes(stats.tokens, config.data.val_fraction,
+                                 context_length(config.data))
     log.info("corpus %s: %s characters, %s distinct; %s tokens (vocabulary %d): %s train, %s "
              "validation", stream.name, f"{stats.characters:,}", f"{stats.distinct:,}",
              f"{stats.tokens:,}", tokenizer.vocab_size, f"{n_train:,}", f"{n_val:,}")
@@ -198,13 +202,15 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
                    init_weights, world: World, device) -> Trainer:
     seed_everything(config.train.seed)
     dtype = resolve_precision(config.train.precision, device)
-    model = RNNLanguageModel(config.model, vocab_size)
+    model = RNNLanguageModel(config.model, vocab_size, framing_of(config.data, vocab_size))
     if init_weights is not None:
         model.load_state_dict(init_weights)
     freeze_lower_layers(model, config.train.freeze_layers)
     model.to(device)
-    log.info("model: %s %dx%d, embedding %d, %s parameters; %s, %s", config.model.cell.upper(),
-             config.model.num_layers, config.model.hidden_size, config.model.embedding_dim,
+    inputs = config.model.input_encoding
+    inputs = f"embedding {config.model.embedding_dim}" if inputs == "embedding" else f"{inputs} input"
+    log.info("model: %s %dx%d, %s, %s parameters; %s, %s", config.model.cell.upper(),
+             config.model.num_layers, config.model.hidden_size, inputs,
              f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])
     return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet, world)
 
@@ -212,7 +218,7 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
 def _check_model_fits(config: RunConfig, vocab_size: int, device) -> None:
     params = estimate_parameters(config.model, vocab_size)
     needed = estimate_training_bytes(config.model, vocab_size, config.data.batch_size,
-                                     config.data.seq_len)
+                                     steps_per_example(config.data))
     check_fits(needed, f"training a {params:,}-parameter model on batches of "
                f"{config.data.batch_size} x {config.data.seq_len}",
                "use a smaller --hidden-size, --num-layers, --batch-size or --seq-len", device)
@@ -220,7 +226,8 @@ def _check_model_fits(config: RunConfig, vocab_size: int, device) -> None:
 
 def _fit(trainer: Trainer) -> TrainResult:
     p = trainer.fit()
-    return TrainResult(trainer.run.path, p.step, p.elapsed, p.best_val, p.best_step)
+    return TrainResult(trainer.run.path, p.step, p.elapsed, p.best_val, p.best_step,
+                       p.best_train, p.best_train_step)
 
 
 def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
@@ -242,7 +249,7 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
     else:
         log.setLevel(logging.WARNING)
     ids = run.read_ids()
-    train_ids, val_ids = split_ids(ids, config.data.val_fraction, config.data.seq_len)
+    train_ids, val_ids = split_ids(ids, config.data.val_fraction, context_length(config.data))
     vocab_size = run.read_tokenizer().vocab_size
     _check_model_fits(config, vocab_size, device)
     trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet, None, world,
@@ -269,8 +276,11 @@ class LanguageModel:
         ids = encode_prompt(self.tokenizer, prime, unknown)
         return torch.from_numpy(ids.astype(np.int64))
 
-    def random_prime(self, seed: int | None = None, length: int = 64) -> str:
-        """A slice of the training text starting at a line start (tutorial B's random seed)."""
+    def random_prime(self, seed: int | None = None, length: int | None = None) -> str:
+        """A slice of the training text starting at a line start (tutorial B's random seed);
+        64 tokens long, or a whole window for window models."""
+        framing = self.net.framing
+        length = length or (framing.window if framing.windowed else 64)
         ids = self.run.read_ids()
         usable = len(ids) - int(len(ids) * self.config.data.val_fraction)
         rng = np.random.default_rng(seed)
@@ -319,7 +329,8 @@ def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
     run = RunDir(path).check_exists()
     config = run.read_config()
     tokenizer = run.read_tokenizer()
-    net = RNNLanguageModel(config.model, tokenizer.vocab_size)
+    net = RNNLanguageModel(config.model, tokenizer.vocab_size,
+                           framing_of(config.data, tokenizer.vocab_size))
     weights, _, _ = load_checkpoint(run.weights_file(which))
     try:
         net.load_state_dict(weights)

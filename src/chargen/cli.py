@@ -10,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .config import PRESETS, parse_duration, preset
+from .config import BATCHINGS, PRESET_NOTES, PRESETS, parse_duration, preset
 from .errors import ChargenError
 
 log = logging.getLogger("chargen")
@@ -36,6 +36,24 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _add_framing_flags(parser, model, data) -> None:
+    """The tutorials' framings, input encodings and checkpoint rule (framing.py, encoding.py)."""
+    model.add_argument("--input-encoding", choices=("embedding", "onehot", "scalar"),
+                       help="embedding (default), one-hot, or scalar: id / vocabulary size")
+    model.add_argument("--input-dropout", type=float, metavar="P")
+    model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                       help="read the window both ways (window framings only)")
+    data.add_argument("--window", type=int, metavar="N",
+                      help="ids before each predicted one, for the window framings (default 100)")
+    data.add_argument("--window-layout", choices=("time-steps", "features"),
+                      help="the window as time steps (default) or as the features of one step")
+    data.add_argument("--keep-case", dest="lowercase", action="store_const", const=False,
+                      help="do not lowercase (undoes a preset's --lowercase)")
+    parser.add_argument("--keep", choices=("val-loss", "train-loss"),
+                        help="best weights by validation loss (default) or by the epoch's "
+                             "training loss (the tutorials'; allows --val-fraction 0)")
+
+
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model (fixed once a run exists)")
     model.add_argument("--cell", choices=("lstm", "gru"))
@@ -58,9 +76,11 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                       help="last fraction of the text held out for validation (default 0.1)")
     data.add_argument("--seq-len", type=int, metavar="N")
     data.add_argument("--batch-size", type=int, metavar="N")
-    data.add_argument("--batching", choices=("stream", "sequences"),
+    data.add_argument("--batching", choices=BATCHINGS,
                       help="stream: contiguous streams, state carried (default); "
-                           "sequences: shuffled independent sequences")
+                           "sequences: shuffled independent sequences; window, variable-window, "
+                           "prefix: the tutorials' windows -> next character (see --window)")
+    _add_framing_flags(parser, model, data)
     # -- word level and punctuation (wordbeam) --
     data.add_argument("--min-count", type=int, metavar="N",
                       help="word level: tokens seen fewer than N times become [UNK] (default 1)")
@@ -119,7 +139,8 @@ _TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
-    "eval_every eval_chars log_every seed device precision on_divergence freeze_layers"
+    "eval_every eval_chars log_every seed device precision on_divergence freeze_layers "
+    "input_encoding input_dropout bidirectional window window_layout keep"
 ).split()
 _TRAIN_FIELDS += ["strip_punctuation", "min_count", "max_vocab"]  # wordbeam
 
@@ -253,10 +274,14 @@ def _report_training(result) -> None:
     from .checkpoint import RunDir
     from .progress import loss_unit
 
-    unit = loss_unit(RunDir(result.run_dir).read_config().data.tokenizer)
-    log.info("done: %d steps in %.0f s; best validation %.4f nats/%s (%.3f bits/%s) at step"
-             " %d", result.steps, result.elapsed, result.best_val, unit, result.best_bits, unit,
-             result.best_step)
+    if result.best_val == float("inf"):  # no validation text
+        log.info("done: %d steps in %.0f s; best epoch training loss %.4f at step %d",
+                 result.steps, result.elapsed, result.best_train, result.best_train_step)
+    else:
+        unit = loss_unit(RunDir(result.run_dir).read_config().data.tokenizer)
+        log.info("done: %d steps in %.0f s; best validation %.4f nats/%s (%.3f bits/%s) at "
+                 "step %d", result.steps, result.elapsed, result.best_val, unit,
+                 result.best_bits, unit, result.best_step)
     log.info("run directory: %s  (sample it: chargen sample %s)", result.run_dir, result.run_dir)
 
 
@@ -342,9 +367,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    import textwrap
+
     for name, settings in PRESETS.items():
         shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-        print(f"{name}: {shown or '(the defaults)'}")
+        print(textwrap.fill(f"{name}: {shown or '(the defaults)'}", width=100,
+                            subsequent_indent="    ", break_on_hyphens=False))
+        if name in PRESET_NOTES:
+            print(f"    ({PRESET_NOTES[name]})")
     return 0
 
 
@@ -358,8 +388,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     corpus = info["corpus"]
     model = info["config"]["model"]
     print(f"run          {info['run']} (chargen {info['chargen_version']})")
+    encoding = model.get("input_encoding", "embedding")
+    inputs = f"embedding {model['embedding_dim']}" if encoding == "embedding" else f"{encoding} input"
     print(f"model        {model['cell'].upper()} {model['num_layers']}x{model['hidden_size']}, "
-          f"embedding {model['embedding_dim']}, dropout {model['dropout']}; "
+          f"{inputs}, dropout {model['dropout']}; "
           f"{info['parameters']:,} parameters, vocabulary {info['vocabulary']}")
     print(f"corpus       {corpus.get('name')}: {corpus.get('characters', 0):,} characters, "
           f"{corpus.get('distinct_characters', 0):,} distinct; {corpus.get('train_tokens', 0):,} "

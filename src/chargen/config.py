@@ -29,9 +29,17 @@ class ModelConfig:
     embedding_dropout: float = 0.0  # dropout on the embedded inputs
     weight_drop: float = 0.0  # DropConnect on the recurrent (weight_hh) matrices
     tie_weights: bool = False  # the output layer shares the embedding matrix
+    # -- input encoding and direction (the tutorials' variants; see encoding.py) --
+    input_encoding: str = "embedding"
+    input_dropout: float = 0.0
+    bidirectional: bool = False
 
     def validate(self) -> None:
         _choice("cell", self.cell, ("lstm", "gru"))
+        _choice("input_encoding", self.input_encoding, ("embedding", "onehot", "scalar"))
+        _fraction("input_dropout", self.input_dropout, upper_open=True)
+        if not isinstance(self.bidirectional, bool):
+            raise ConfigError(f"--bidirectional must be true or false (got {self.bidirectional!r})")
         _positive("hidden_size", self.hidden_size, limit=16384)
         _positive("num_layers", self.num_layers, limit=64)
         _positive("embedding_dim", self.embedding_dim, limit=16384)
@@ -60,6 +68,9 @@ class DataConfig:
     min_count: int = 1  # word tokens seen fewer times become [UNK]
     max_vocab: int = 0  # keep at most this many word tokens, the most frequent (0: no limit)
     seq_len_jitter: float = 0.0  # stream batching: BPTT length varies in seq_len * (1 +- this)
+    # -- window framings (batching window | variable-window | prefix; see framing.py) --
+    window: int = 100
+    window_layout: str = "time-steps"
 
     def validate(self) -> None:
         _choice("tokenizer", self.tokenizer, ("char", "byte", "word"))
@@ -68,8 +79,10 @@ class DataConfig:
         if self.tokenizer != "word" and (self.min_count != 1 or self.max_vocab != 0):
             raise ConfigError("--min-count and --max-vocab shape a word vocabulary: add "
                               "--tokenizer word, or drop them")
-        _choice("batching", self.batching, ("stream", "sequences"))
-        _fraction("val_fraction", self.val_fraction, upper_open=True, lower_open=True)
+        _choice("batching", self.batching, BATCHINGS)
+        _choice("window_layout", self.window_layout, ("time-steps", "features"))
+        _positive("window", self.window, limit=100_000)
+        _fraction("val_fraction", self.val_fraction, upper_open=True)
         _positive("seq_len", self.seq_len, limit=1_000_000)
         _positive("batch_size", self.batch_size, limit=1_000_000)
         _fraction("seq_len_jitter", self.seq_len_jitter, upper_open=True)
@@ -103,10 +116,12 @@ class TrainConfig:
     sample_every: int | None = None
     sample_length: int = 200
     tensorboard: bool = False
+    keep: str = "val-loss"  # which weights best.safetensors holds: best validation or training loss
 
     def validate(self) -> None:
         self._validate_watching()
         _choice("optimizer", self.optimizer, ("adamw", "adam"))
+        _choice("keep", self.keep, ("val-loss", "train-loss"))
         _choice("on_divergence", self.on_divergence, ("stop", "rollback"))
         _non_negative("freeze_layers", self.freeze_layers)
         _choice("schedule", self.schedule, ("cosine", "constant"))
@@ -145,6 +160,7 @@ class RunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
+        _check_combinations(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +191,33 @@ class RunConfig:
         if remaining:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(remaining))}")
         return RunConfig(**sections)
+
+
+WINDOWED = ("window", "variable-window", "prefix")
+BATCHINGS = ("stream", "sequences", *WINDOWED)
+
+
+def _check_combinations(config: RunConfig) -> None:
+    """Settings that are valid alone but not together."""
+    model, data, train = config.model, config.data, config.train
+    if model.bidirectional and data.batching not in WINDOWED:
+        raise ConfigError(
+            f"--bidirectional needs a window framing (--batching {', '.join(WINDOWED)}): with "
+            f"--batching {data.batching} the backward direction would read the very characters "
+            "the model must predict")
+    if data.window_layout == "features" and (data.batching not in WINDOWED
+                                             or model.input_encoding == "embedding"):
+        raise ConfigError(
+            "--window-layout features (the window as one time step) needs a window framing "
+            "(--batching window, variable-window or prefix) and --input-encoding scalar or onehot")
+    if model.tie_weights and (model.input_encoding != "embedding" or model.bidirectional
+                              or data.batching in WINDOWED):
+        raise ConfigError("--tie-weights shares the input embedding with the output layer: it needs "
+                          "--input-encoding embedding, no --bidirectional and --batching stream or "
+                          "sequences; drop --tie-weights or those settings")
+    if data.val_fraction == 0 and train.keep != "train-loss":
+        raise ConfigError("--val-fraction 0 leaves no validation text to choose the best weights"
+                          " by; add --keep train-loss or give a --val-fraction above 0")
 
 
 @dataclass(frozen=True)
@@ -227,7 +270,8 @@ class SampleConfig:
                               "keeps at most --beam continuations")
 
 
-# Presets: flat overrides of RunConfig fields. The tutorial recipes join these later.
+# Presets: flat overrides of RunConfig fields. The tutorial recipes (SEEDS.md) set every field
+# that shapes the result, so that `chargen presets` shows the whole recipe.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "demo": {
@@ -248,6 +292,47 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 10,
         "warmup_steps": 0,
     },
+}
+
+# Keras's defaults, as the tutorials trained: Adam at a constant 1e-3, no weight decay, no
+# clipping, no warmup, float32 (fp32 rather than auto so the loss figures compare with theirs).
+_KERAS_TRAINING = {
+    "optimizer": "adam", "lr": 1e-3, "schedule": "constant", "warmup_steps": 0,
+    "weight_decay": 0.0, "grad_clip": 0.0, "precision": "fp32", "seed": 1234,
+}
+_ALICE = {  # tutorial B: 100-character windows of lowercased Alice, id / vocab as the input
+    "tokenizer": "char", "encoding": "utf-8", "normalize_newlines": True,
+    "strip_gutenberg": True, "lowercase": True, "batching": "window", "window": 100,
+    "window_layout": "time-steps", "seq_len": 100, "input_encoding": "scalar",
+    "input_dropout": 0.0, "bidirectional": False, "cell": "lstm",
+    "hidden_size": 256, "dropout": 0.2, "val_fraction": 0.0, "keep": "train-loss",
+    "eval_every": 500, **_KERAS_TRAINING,
+}
+PRESETS.update({
+    "alice-small": {**_ALICE, "num_layers": 1, "batch_size": 128, "epochs": 20},
+    "alice-large": {**_ALICE, "num_layers": 2, "batch_size": 64, "epochs": 50},
+    "shakespeare-gru": {  # tutorial C: full sequences of 100, embedding 256 -> GRU 1024
+        "tokenizer": "char", "encoding": "utf-8", "normalize_newlines": True,
+        "strip_gutenberg": False, "lowercase": False, "batching": "sequences", "seq_len": 100,
+        "window": 100, "window_layout": "time-steps", "input_encoding": "embedding",
+        "embedding_dim": 256, "input_dropout": 0.0, "bidirectional": False, "cell": "gru",
+        "hidden_size": 1024, "num_layers": 1, "dropout": 0.0, "batch_size": 64, "epochs": 10,
+        "val_fraction": 0.0, "keep": "train-loss", "eval_every": 100, **_KERAS_TRAINING,
+    },
+    "chinese-lstm": {  # tutorial D: every prefix, left-padded; embedding 64 -> LSTM 128
+        "tokenizer": "char", "encoding": "utf-8", "normalize_newlines": True,
+        "strip_gutenberg": False, "lowercase": False, "batching": "prefix", "window": 128,
+        "window_layout": "time-steps", "seq_len": 100, "input_encoding": "embedding",
+        "embedding_dim": 64, "input_dropout": 0.0, "bidirectional": False, "cell": "lstm",
+        "hidden_size": 128, "num_layers": 1, "dropout": 0.0, "batch_size": 32, "epochs": 200,
+        "val_fraction": 0.0, "keep": "train-loss", "eval_every": 500, **_KERAS_TRAINING,
+    },
+})
+PRESET_NOTES = {
+    "alice-small": "tutorial B small: LSTM(256), 100-char windows, scalar input, 20 epochs",
+    "alice-large": "tutorial B large: 2 x LSTM(256), dropout 0.2, batch 64, 50 epochs",
+    "shakespeare-gru": "tutorial C: embedding 256 -> GRU(1024), sequences of 100, 10 epochs",
+    "chinese-lstm": "tutorial D: embedding 64 -> LSTM(128), every prefix (up to 128), 200 epochs",
 }
 
 

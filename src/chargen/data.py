@@ -6,15 +6,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import WINDOWED
 from .errors import CorpusError
+from .framing import WindowBatches
 
 
 def split_sizes(n_tokens: int, val_fraction: float, seq_len: int) -> tuple[int, int]:
-    """(train, validation) sizes of a contiguous split: the last `val_fraction` is validation;
-    refused when either part cannot hold one sequence."""
+    """(train, validation) sizes of a contiguous split: the last `val_fraction` is validation
+    (none with val_fraction 0); refused when either part cannot hold one sequence."""
     n_val = int(n_tokens * val_fraction)
     need = seq_len + 1
-    if n_val < need:
+    if val_fraction and n_val < need:
         raise CorpusError(
             f"the validation part ({n_val:,} tokens, {val_fraction:g} of {n_tokens:,}) cannot hold "
             f"one sequence of {seq_len} + 1 tokens; give more text, a larger --val-fraction "
@@ -130,7 +132,12 @@ class StreamBatches(_Batches):
         return self.position(step)[1] == 0
 
 
-def make_batches(kind: str, ids, batch_size, seq_len, seed, jitter: float = 0.0) -> _Batches:
+def make_batches(kind: str, ids, batch_size, seq_len, seed, framing=None,
+                 jitter: float = 0.0) -> _Batches:
+    """The batcher of a framing: stream, sequences, or a window framing (framing.py, which
+    then needs the model's `framing`)."""
+    if kind in WINDOWED:
+        return WindowBatches(ids, batch_size, seed, framing)
     if kind == "stream":
         return StreamBatches(ids, batch_size, seq_len, seed, jitter)
     return SequenceBatches(ids, batch_size, seq_len, seed)

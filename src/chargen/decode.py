@@ -34,8 +34,8 @@ class Decoder:
 
         self.lstm = model.config.cell == "lstm"
         self.cell = torch.lstm_cell if self.lstm else torch.gru_cell
-        self.dtype = dtype or model.embedding.weight.dtype
-        self.embedding = cast(model.embedding.weight)
+        self.dtype = dtype or model.input_table().dtype
+        self.embedding = cast(model.input_table())
         self.layers = [[cast(getattr(model.rnn, f"{name}_l{layer}"))
                         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                        for layer in range(model.config.num_layers)]

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from .data import eval_windows
 from .distributed import SINGLE, World, sum_all
+from .framing import eval_batches
 from .model import RNNLanguageModel, detach_state
 from .runtime import autocast, to_device
 
@@ -46,7 +47,11 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
                  world: World = SINGLE) -> Evaluation:
     """Mean next-token loss over `ids`, read as contiguous streams with the state carried
     between chunks (the model sees the text as it would when generating). Under torchrun
-    each rank reads its share of the streams and the sums are added up across ranks."""
+    each rank reads its share of the streams and the sums are added up across ranks.
+    Window models: the loss of each next token predicted from its window (framing.py's
+    eval_batches says which windows)."""
+    if model.framing.windowed:
+        return _evaluate_windows(model, np.asarray(ids), device, dtype, max_tokens, world)
     if max_tokens is not None and len(ids) > max_tokens + 1:
         ids = ids[: max_tokens + 1]
     was_training = model.training
@@ -62,6 +67,29 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
                 logits, state = model(x, state)
             state = detach_state(state)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
+            total += float(loss)
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    total, count = sum_all([total, count], world, device)
+    return Evaluation(nats=total / max(count, 1), tokens=int(count))
+
+
+@torch.no_grad()
+def _evaluate_windows(model: RNNLanguageModel, ids: np.ndarray, device, dtype, max_tokens,
+                      world: World) -> Evaluation:
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in eval_batches(ids, model.framing, max_tokens):
+            x, y = x[world.rank :: world.size], y[world.rank :: world.size]
+            if not len(x):
+                continue
+            with autocast(device, dtype):
+                logits, _ = model(to_device(x, device))
+            loss = F.cross_entropy(logits.float().flatten(0, 1), to_device(y, device).flatten(),
+                                   reduction="sum")
             total += float(loss)
             count += y.numel()
     finally:

@@ -1,11 +1,18 @@
-"""Embedding -> fused LSTM/GRU -> linear head. The recurrent state is explicit."""
+"""Input encoding -> fused LSTM/GRU -> linear head. The recurrent state is explicit.
+
+Window models (framing.py) read a whole window and predict from its end only, as a Keras LSTM
+without return_sequences does; only they may be bidirectional.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .config import ModelConfig
+from .encoding import fixed_table, input_width
+from .framing import STREAM, Framing
 from .regularize import RecurrentRegularizer, make_dropout
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -14,28 +21,64 @@ _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RNNLanguageModel(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int):
+    def __init__(self, config: ModelConfig, vocab_size: int, framing: Framing = STREAM):
         super().__init__()
         self.config = config
         self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, config.embedding_dim)
+        self.framing = framing
+        rows = vocab_size + (framing.pad_id is not None)
+        if config.input_encoding == "embedding":
+            self.embedding = nn.Embedding(rows, config.embedding_dim, padding_idx=framing.pad_id)
+        else:  # fixed, so not saved with the weights
+            self.register_buffer("fixed_inputs",
+                                 fixed_table(config.input_encoding, vocab_size, rows),
+                                 persistent=False)
+        self.input_dropout = nn.Dropout(config.input_dropout)
+        width = input_width(config, vocab_size)
         self.rnn = _CELLS[config.cell](
-            config.embedding_dim,
+            width * framing.window if framing.layout == "features" else width,
             config.hidden_size,
             config.num_layers,
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
         )
         self.head_dropout = make_dropout(config.dropout, config.locked_dropout)
-        self.head = nn.Linear(config.hidden_size, vocab_size)
+        self.head = nn.Linear(config.hidden_size * self.directions, vocab_size)
         self.regularizer = RecurrentRegularizer(config)
-        if config.tie_weights:
+        if config.tie_weights:  # config validation: embedding input, same width, no pad row
             self.head.weight = self.embedding.weight
 
+    @property
+    def directions(self) -> int:
+        return 2 if self.config.bidirectional else 1
+
+    def input_table(self) -> torch.Tensor:
+        """(input ids, features) lookup table of the input encoding."""
+        return self.embedding.weight if hasattr(self, "embedding") else self.fixed_inputs
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        inputs = F.embedding(ids, self.input_table())
+        if self.framing.layout == "features":  # the window as the features of one time step
+            inputs = inputs.reshape(ids.size(0), 1, -1)
+        return self.input_dropout(inputs)
+
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step."""
-        hidden, state = self.regularizer(self.rnn, self.embedding(ids), state)
+        """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step;
+        window models: logits (batch, 1, vocab), predicted from the end of the window."""
+        hidden, state = self.regularizer(self.rnn, self.encode(ids), state)
+        if self.framing.windowed:
+            hidden = self._window_end(hidden)
         return self.head(self.head_dropout(hidden)), state
+
+    def _window_end(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The forward direction's output after the last step and, when bidirectional, the
+        backward direction's after the first (where it has read the whole window)."""
+        size = self.config.hidden_size
+        last = hidden[:, -1:, :size]
+        if self.config.bidirectional:
+            last = torch.cat([last, hidden[:, :1, size:]], dim=-1)
+        return last
 
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One token per row (inference): ids (batch,) -> logits (batch, vocab) and the state."""
@@ -46,7 +89,7 @@ class RNNLanguageModel(nn.Module):
         return logits, decoder.join_state(layers)
 
     def init_state(self, batch_size: int, device=None) -> State:
-        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        shape = (self.config.num_layers * self.directions, batch_size, self.config.hidden_size)
         zeros = torch.zeros(shape, device=device)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
 
@@ -74,12 +117,15 @@ def count_parameters(model: nn.Module) -> int:
 def estimate_parameters(config: ModelConfig, vocab_size: int) -> int:
     """The parameter count of RNNLanguageModel(config, vocab_size), without building it."""
     gates = 4 if config.cell == "lstm" else 3
-    head = 0 if config.tie_weights else config.hidden_size * vocab_size
-    total = vocab_size * config.embedding_dim + head + vocab_size
-    inputs = config.embedding_dim
+    directions = 2 if config.bidirectional else 1
+    head = 0 if config.tie_weights else config.hidden_size * directions * vocab_size
+    total = head + vocab_size
+    if config.input_encoding == "embedding":
+        total += vocab_size * config.embedding_dim  # (+1 padding row for window models)
+    inputs = input_width(config, vocab_size)
     for _ in range(config.num_layers):
-        total += gates * config.hidden_size * (inputs + config.hidden_size + 2)
-        inputs = config.hidden_size
+        total += directions * gates * config.hidden_size * (inputs + config.hidden_size + 2)
+        inputs = config.hidden_size * directions
     return total
 
 

@@ -88,3 +88,13 @@ class Progress:
             self.bar.write(message, file=sys.stderr)
         else:
             log.info(message)
+
+    def epoch(self, epoch: int, loss: float, seconds: float, saved: bool) -> None:
+        if self.quiet:
+            return
+        mark = " (best, saved)" if saved else ""
+        message = f"epoch {epoch}: loss {loss:.4f}, {seconds:.1f} s{mark}"
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            log.info(message)

@@ -14,6 +14,7 @@ from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
 from .pieces import StopWatch, text_pieces  # noqa: F401 - StopWatch re-exported
+from .sliding import slide_ids
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -96,6 +97,9 @@ def consume_prompt(model: RNNLanguageModel, prompt: torch.Tensor):
 def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
                  banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
     """prompt: (prompt_len,) ids. Yields config.length tensors of shape (config.num,)."""
+    if model.framing.windowed:  # no state to carry: slide the window instead
+        yield from slide_ids(model, prompt, config, banned)
+        return
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)

@@ -27,6 +27,7 @@ from .distributed import (
 )
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
+from .framing import steps_per_example
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
@@ -78,6 +79,12 @@ class Progression:
     best_step: int = -1
     lr_scale: float = 1.0
     rollbacks: int = 0
+    # Keras-style epoch-mean training loss (and the train-loss checkpoint rule)
+    best_train: float = math.inf
+    best_train_step: int = -1
+    epoch_loss_sum: float = 0.0
+    epoch_loss_steps: int = 0
+    epoch_started: float = 0.0
 
 
 class Trainer:
@@ -92,7 +99,8 @@ class Trainer:
         # trains on its own rows, and DDP averages the gradients.
         self.batches = make_batches(config.data.batching, train_ids,
                                     config.data.batch_size * world.size, config.data.seq_len,
-                                    self.cfg.seed, config.data.seq_len_jitter)
+                                    self.cfg.seed, framing=model.framing,
+                                    jitter=config.data.seq_len_jitter)
         self.rows = world.rows(config.data.batch_size)
         self.net = (torch.nn.parallel.DistributedDataParallel(model.to(device))
                     if world.enabled else model)
@@ -193,8 +201,12 @@ class Trainer:
                 p.elapsed = start_elapsed + time.monotonic() - start_time
                 status = self._status()
                 evaluating = p.step % self.cfg.eval_every == 0 or status == _DONE
-                if evaluating or p.step % self.cfg.log_every == 0 or status != _RUNNING:
+                epoch_end = p.step % self.batches.steps_per_epoch == 0
+                if (evaluating or epoch_end or p.step % self.cfg.log_every == 0
+                        or status != _RUNNING):
                     self._log(window, progress)  # checks for divergence before any save
+                if epoch_end:
+                    self._end_epoch(progress)
                 if evaluating:
                     self._evaluate(progress)
                     self.save_last()
@@ -274,6 +286,7 @@ class Trainer:
 
     def _log(self, window: _Window, progress: Progress) -> None:
         p = self.progression
+        steps = window.count
         loss, chars_per_s = window.flush(p.step, self.config.data)
         if self.world.enabled:  # the mean over ranks, so that every rank judges the same loss
             loss = sum_all([loss], self.world, self.device)[0] / self.world.size
@@ -282,6 +295,8 @@ class Trainer:
                 raise ChargenError(f"the ranks' weights differ at step {p.step}; report a bug")
         if not math.isfinite(loss) or loss > self.loss_bound:
             raise self._diverged(f"loss {loss:.4g}")
+        p.epoch_loss_sum += loss * steps
+        p.epoch_loss_steps += steps
         if not self.world.is_main:
             return
         record = {"step": p.step, "time": round(p.elapsed, 3), "train_loss": loss,
@@ -290,8 +305,32 @@ class Trainer:
         self.watch.record(record)
         progress.update(p.step, p.elapsed, loss=loss, chars_per_s=chars_per_s)
 
+    def _end_epoch(self, progress: Progress) -> None:
+        """The epoch's mean training loss, as Keras reports it; with keep=train-loss, best
+        holds the weights of the epoch with the lowest one (Keras ModelCheckpoint on 'loss')."""
+        p = self.progression
+        loss = p.epoch_loss_sum / max(p.epoch_loss_steps, 1)
+        seconds = p.elapsed - p.epoch_started
+        improved = loss < p.best_train
+        if improved:
+            p.best_train, p.best_train_step = loss, p.step
+            if self.cfg.keep == "train-loss" and self.world.is_main:
+                self._check_weights()
+                save_checkpoint(self.run.file(BEST), self.model.state_dict(),
+                                info={"step": p.step, "train_loss": loss})
+        p.epoch_loss_sum, p.epoch_loss_steps, p.epoch_started = 0.0, 0, p.elapsed
+        if not self.world.is_main:
+            return
+        epoch = p.step // self.batches.steps_per_epoch
+        self.run.append_metrics({"step": p.step, "time": round(p.elapsed, 3), "epoch": epoch,
+                                 "epoch_train_loss": loss, "epoch_seconds": round(seconds, 3),
+                                 "best": improved and self.cfg.keep == "train-loss"})
+        progress.epoch(epoch, loss, seconds, improved and self.cfg.keep == "train-loss")
+
     def _evaluate(self, progress: Progress) -> None:
         p = self.progression
+        if not len(self.val_ids):  # --val-fraction 0 (with --keep train-loss)
+            return
         result = evaluate_ids(self.model, self.val_ids, self.config.data.seq_len, self.device,
                               self.dtype, self.cfg.eval_chars, self.world)
         improved = result.nats < p.best_val
@@ -299,7 +338,7 @@ class Trainer:
             self._check_weights()
             p.best_val, p.best_step = result.nats, p.step
             info = {"step": p.step, "val_loss": result.nats}
-            if self.world.is_main:
+            if self.world.is_main and self.cfg.keep == "val-loss":
                 save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
         if not self.world.is_main:
             return
@@ -323,7 +362,7 @@ class _Window:
     def flush(self, step: int, data) -> tuple[float, float]:
         now = time.monotonic()
         loss = float(self.total) / max(self.count, 1) if self.total is not None else math.nan
-        chars = (step - self.step) * data.batch_size * data.seq_len
+        chars = (step - self.step) * data.batch_size * steps_per_example(data)
         rate = chars / max(now - self.time, 1e-9)
         self.step, self.time, self.total, self.count = step, now, None, 0
         return loss, rate
