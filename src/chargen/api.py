@@ -17,8 +17,9 @@ from .beam import beam_search
 from .checkpoint import LAST, RunDir, load_checkpoint
 from .config import RunConfig, SampleConfig
 from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
-from .data import split_ids, split_sizes
+from .data import split_sizes
 from .distributed import World, from_main, join
+from .documents import document_prompt, document_unit, split_run_ids, with_markers
 from .errors import ChargenError, CheckpointError, ConfigError
 from .evaluate import Evaluation, evaluate_ids
 from .finetune import (
@@ -80,6 +81,9 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     base = load_base(init_from) if init_from is not None else None
     if base is not None:
         config = derive_config(base, overrides)
+        if "documents" in (config.data.batching, base.config.data.batching):
+            raise ConfigError("--init-from does not work with document runs (--batching "
+                              "documents) yet; train the document run from scratch")
     else:
         config = (config or RunConfig()).with_overrides(overrides).validate()
     if config.train.max_steps is None and config.train.epochs is None and config.train.max_time is None:
@@ -107,9 +111,8 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     if auto:  # rank 0 chose; every rank takes its choice from the run directory
         config = run.read_config()
     try:
-        train_ids, val_ids = split_ids(run.read_ids(), config.data.val_fraction,
-                                       context_length(config.data))
         tokenizer = run.read_tokenizer()
+        train_ids, val_ids = split_run_ids(run.read_ids(), config.data, tokenizer)
         init = initial_weights(base, tokenizer) if base is not None else None
         trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet,
                                  init, world, device)
@@ -139,6 +142,7 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
                                 config.data.max_vocab)
     if base is not None:
         tokenizer = fine_tune_tokenizer(base, tokenizer, extend_vocab, unknown)
+    tokenizer = with_markers(tokenizer, config.data)  # document mode's [start] and [end]
     if not stats.has_text:
         raise empty_corpus(stream)
     n_train, n_val = split_sizes(stats.tokens, config.data.val_fraction,
@@ -248,9 +252,9 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
         run.remove_temporaries()
     else:
         log.setLevel(logging.WARNING)
-    ids = run.read_ids()
-    train_ids, val_ids = split_ids(ids, config.data.val_fraction, context_length(config.data))
-    vocab_size = run.read_tokenizer().vocab_size
+    tokenizer = run.read_tokenizer()
+    train_ids, val_ids = split_run_ids(run.read_ids(), config.data, tokenizer)
+    vocab_size = tokenizer.vocab_size
     _check_model_fits(config, vocab_size, device)
     trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet, None, world,
                              device)
@@ -270,6 +274,11 @@ class LanguageModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    @property
+    def document_unit(self) -> str | None:
+        """line, sentence or paragraph for a document run (each sample is one), else None."""
+        return document_unit(self.tokenizer)
+
     def encode_prompt(self, prime: str, unknown: str = "error") -> torch.Tensor:
         """Prompt -> ids. Characters the model never saw: 'error' (list them), 'replace'
         (the unknown id) or 'skip' (drop them)."""
@@ -279,6 +288,8 @@ class LanguageModel:
     def random_prime(self, seed: int | None = None, length: int | None = None) -> str:
         """A slice of the training text starting at a line start (tutorial B's random seed);
         64 tokens long, or a whole window for window models."""
+        if self.document_unit:  # samples start at [start]: a whole unit each
+            return ""
         framing = self.net.framing
         length = length or (framing.window if framing.windowed else 64)
         ids = self.run.read_ids()
@@ -295,7 +306,13 @@ class LanguageModel:
         config = SampleConfig(**settings).validate()
         if prime is None:
             prime = self.random_prime(config.seed)
-        prompt = self.encode_prompt(prime, config.unknown)
+        if self.document_unit:
+            if config.beam:
+                raise ConfigError("--beam does not work on document runs (--batching documents) "
+                                  "yet; sample instead (--greedy for the likeliest tokens)")
+            prompt = document_prompt(self.tokenizer, prime, config.unknown)
+        else:
+            prompt = self.encode_prompt(prime, config.unknown)
         if config.beam:  # the search ends before any text is final: one piece per sample
             yield [h.text for h in beam_search(self.net, self.tokenizer, prompt, config)]
             return
@@ -316,12 +333,26 @@ class LanguageModel:
 
     def evaluate(self, text: str) -> Evaluation:
         ids = self.tokenizer.encode(text)
+        if self.document_unit:
+            return self._evaluate_documents(ids)
         if len(ids) < 2:
             raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
         result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
         # Per character too (for word tokens): total nats over the characters scored.
         covered = len(self.tokenizer.decode(ids[1 : result.tokens + 1]))
         return dataclasses.replace(result, characters=covered, unit=self.tokenizer.unit)
+
+    def _evaluate_documents(self, ids: np.ndarray) -> Evaluation:
+        """Per token over the text's units, each read from [start], [end] predictions included;
+        per character over the text's characters."""
+        from .documents import documents_of
+
+        docs = documents_of(ids, self.tokenizer, self.document_unit)
+        if not docs.units:
+            raise ConfigError(f"the text to evaluate holds no {self.document_unit}")
+        result = evaluate_ids(self.net, docs, self.config.data.seq_len, self.device)
+        return dataclasses.replace(result, characters=len(self.tokenizer.decode(ids)),
+                                   unit=self.tokenizer.unit)
 
 
 def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:

@@ -79,8 +79,13 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--batching", choices=BATCHINGS,
                       help="stream: contiguous streams, state carried (default); "
                            "sequences: shuffled independent sequences; window, variable-window, "
-                           "prefix: the tutorials' windows -> next character (see --window)")
+                           "prefix: the tutorials' windows -> next character (see --window); "
+                           "documents: each line/sentence/paragraph on its own (--document-unit)")
     _add_framing_flags(parser, model, data)
+    # -- document mode (documents.py) --
+    data.add_argument("--document-unit", choices=("line", "sentence", "paragraph"),
+                      help="with --batching documents: each line (default), sentence or "
+                           "paragraph (blank-line separated) is one sequence, [start] ... [end]")
     # -- word level and punctuation (wordbeam) --
     data.add_argument("--min-count", type=int, metavar="N",
                       help="word level: tokens seen fewer than N times become [UNK] (default 1)")
@@ -143,6 +148,7 @@ _TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "input_encoding input_dropout bidirectional window window_layout keep"
 ).split()
 _TRAIN_FIELDS += ["strip_punctuation", "min_count", "max_vocab"]  # wordbeam
+_TRAIN_FIELDS += ["document_unit"]  # document mode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,8 +312,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         return Session(model, settings).run(first_prime=args.prime)
     prime = args.prime if args.prime is not None else model.random_prime(args.seed)
+    if model.document_unit:
+        _print_units(model, prime, vars(settings))
+        return 0
     _print_samples(model, prime, vars(settings))
     return 0
+
+
+def _print_units(model, prime: str, settings: dict) -> None:
+    """A document run's samples: one whole unit each (the prime and what follows up to [end]),
+    one per line; paragraphs separated by a blank line."""
+    between = "\n" if model.document_unit == "paragraph" else ""
+    for i, text in enumerate(model.sample(prime, **settings)):
+        sys.stdout.write(f"{between if i else ''}{prime}{text}\n")
+    sys.stdout.flush()
 
 
 # -- ONNX export (issue #3): sampling from an export runs on onnxruntime, without torch -------

@@ -71,6 +71,8 @@ class DataConfig:
     # -- window framings (batching window | variable-window | prefix; see framing.py) --
     window: int = 100
     window_layout: str = "time-steps"
+    # -- document mode (batching documents; see documents.py) --
+    document_unit: str = "line"  # each line, sentence or paragraph is one sequence
 
     def validate(self) -> None:
         _choice("tokenizer", self.tokenizer, ("char", "byte", "word"))
@@ -89,6 +91,13 @@ class DataConfig:
         if self.seq_len_jitter and self.batching != "stream":
             raise ConfigError("--seq-len-jitter works with --batching stream only; drop it or use "
                               "stream batching")
+        self._validate_documents()
+
+    def _validate_documents(self) -> None:
+        _choice("document_unit", self.document_unit, ("line", "sentence", "paragraph"))
+        if self.document_unit != "line" and self.batching != "documents":
+            raise ConfigError(f"--document-unit {self.document_unit} needs --batching documents; "
+                              "add it, or drop --document-unit")
 
 
 @dataclass(frozen=True)
@@ -194,7 +203,7 @@ class RunConfig:
 
 
 WINDOWED = ("window", "variable-window", "prefix")
-BATCHINGS = ("stream", "sequences", *WINDOWED)
+BATCHINGS = ("stream", "sequences", *WINDOWED, "documents")
 
 
 def _check_combinations(config: RunConfig) -> None:

@@ -138,6 +138,10 @@ def make_batches(kind: str, ids, batch_size, seq_len, seed, framing=None,
     then needs the model's `framing`)."""
     if kind in WINDOWED:
         return WindowBatches(ids, batch_size, seed, framing)
+    if kind == "documents":  # ids: a documents.Documents
+        from .documents import DocumentBatches
+
+        return DocumentBatches(ids, batch_size, seq_len, seed)
     if kind == "stream":
         return StreamBatches(ids, batch_size, seq_len, seed, jitter)
     return SequenceBatches(ids, batch_size, seq_len, seed)

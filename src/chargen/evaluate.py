@@ -49,7 +49,9 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
     between chunks (the model sees the text as it would when generating). Under torchrun
     each rank reads its share of the streams and the sums are added up across ranks.
     Window models: the loss of each next token predicted from its window (framing.py's
-    eval_batches says which windows)."""
+    eval_batches says which windows). Document runs: `ids` are documents.Documents."""
+    if not isinstance(ids, np.ndarray) and hasattr(ids, "units"):
+        return _evaluate_documents(model, ids, seq_len, device, dtype, max_tokens, world)
     if model.framing.windowed:
         return _evaluate_windows(model, np.asarray(ids), device, dtype, max_tokens, world)
     if max_tokens is not None and len(ids) > max_tokens + 1:
@@ -92,6 +94,41 @@ def _evaluate_windows(model: RNNLanguageModel, ids: np.ndarray, device, dtype, m
                                    reduction="sum")
             total += float(loss)
             count += y.numel()
+    finally:
+        model.train(was_training)
+    total, count = sum_all([total, count], world, device)
+    return Evaluation(nats=total / max(count, 1), tokens=int(count))
+
+
+EVAL_PIECES = 64  # document pieces per evaluation batch
+
+
+@torch.no_grad()
+def _evaluate_documents(model: RNNLanguageModel, docs, seq_len: int, device, dtype, max_tokens,
+                        world: World) -> Evaluation:
+    """Loss per token over the units' pieces in order, [end] predictions included; at most
+    about max_tokens targets."""
+    from .documents import IGNORE, gather_pieces, piece_plan
+
+    units, offsets = piece_plan(docs, seq_len)
+    was_training = model.training
+    model.eval()
+    total, count, scored = 0.0, 0, 0
+    try:
+        for start in range(0, len(units), EVAL_PIECES):
+            rows = slice(start, start + EVAL_PIECES)
+            x, y = gather_pieces(docs, units[rows], offsets[rows], seq_len)
+            scored += int((y != IGNORE).sum())  # every rank's rows: all stop at the same chunk
+            x, y = x[world.rank :: world.size], y[world.rank :: world.size]
+            if len(x):
+                with autocast(device, dtype):
+                    logits, _ = model(to_device(x, device))
+                y = to_device(y, device).flatten()
+                total += float(F.cross_entropy(logits.float().flatten(0, 1), y, reduction="sum",
+                                               ignore_index=IGNORE))
+                count += int((y != IGNORE).sum())
+            if max_tokens is not None and scored >= max_tokens:
+                break
     finally:
         model.train(was_training)
     total, count = sum_all([total, count], world, device)

@@ -58,6 +58,9 @@ def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, 
                  source: dict | None = None) -> Path:
     """The export directory for a model and its tokenizer, written whole or not at all."""
     _check_free(target)
+    from .documents import refuse_documents
+
+    refuse_documents("ONNX export", tokenizer)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=_existing_parent(target)))
     staging.chmod(0o777 & ~_umask())  # mkdtemp's is 0o700: give it a plain directory's mode

@@ -60,6 +60,8 @@ def context_length(data: DataConfig) -> int:
     """Tokens one training example reads: what each part of the split must hold (+1)."""
     if data.batching == "window":
         return data.window
+    if data.batching == "documents":  # units, not id ranges, are split (documents.py)
+        return 1
     return 1 if data.batching in WINDOWED else data.seq_len
 
 

@@ -136,4 +136,8 @@ def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,
                   config: SampleConfig) -> Iterator[list[str]]:
     """Yields, per step, one text piece per sample (see pieces.text_pieces)."""
     id_rows = (ids.tolist() for ids in generate_ids(model, prompt_ids, config, tokenizer.never_sample))
+    if getattr(tokenizer, "end_id", None) is not None:  # a document run: stop at [end]
+        from .documents import until_end
+
+        id_rows = until_end(id_rows, tokenizer.end_id)
     yield from text_pieces(id_rows, tokenizer, config)

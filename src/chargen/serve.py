@@ -128,6 +128,9 @@ class _GenerationStream(StreamingResponse):
 def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     """The ASGI app serving `model` (a chargen.api.LanguageModel)."""
     limits = (limits or ServeLimits()).validate()
+    from .documents import refuse_documents
+
+    refuse_documents("chargen serve", model.tokenizer)
     info = _model_info(model, limits)
 
     @asynccontextmanager

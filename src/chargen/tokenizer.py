@@ -203,6 +203,12 @@ def _scan_words(chunks, min_count: int, max_vocab: int) -> tuple[Tokenizer, Text
 
 def tokenizer_from_dict(raw: dict[str, Any]) -> Tokenizer:
     kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind is not None and "markers" in raw:  # a document run's (documents.py)
+        from .documents import MarkedTokenizer
+
+        base = tokenizer_from_dict({k: v for k, v in raw.items()
+                                    if k not in ("markers", "document_unit")})
+        return MarkedTokenizer(base, raw.get("document_unit", "line"))
     if kind == "word":
         return WordTokenizer.from_dict(raw)
     if kind == "char" and isinstance(raw.get("chars"), str):

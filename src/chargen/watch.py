@@ -115,6 +115,11 @@ class Watch:
     def _prime(self):
         if self._prompt is None:
             tokenizer = self.run.read_tokenizer()
+            if getattr(tokenizer, "start_id", None) is not None:  # a document run: one unit
+                from .documents import document_prompt  # from [start], to [end]
+
+                self._prompt = "", tokenizer, document_prompt(tokenizer, "", "error")
+                return self._prompt
             head = tokenizer.decode(self.val_ids[: 4 * PRIME_CHARS])
             prime = choose_prime(head)
             ids = torch.from_numpy(tokenizer.encode(prime).astype("int64"))
