@@ -165,6 +165,12 @@ def test_validation_scores_every_unit_and_its_end(line_run):
     assert result.tokens == len("hello world") + 1 + len("good morning") + 1
 
 
+def test_samples_during_training_are_whole_units(line_run):
+    samples = RunDir(line_run).read_jsonl("samples.jsonl")
+    assert samples and all(s["prime"] == "" for s in samples)
+    assert samples[-1]["text"] in LINES  # the last one, at step 120: learnt by then
+
+
 def test_beam_serve_and_export_refuse_document_runs(line_run, tmp_path):
     model = api.load(str(line_run))
     with pytest.raises(ConfigError, match="document runs"):
