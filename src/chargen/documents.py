@@ -26,13 +26,16 @@ gathers its rows from that array, and is a pure function of (seed, step).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, CorpusError
 
+log = logging.getLogger("chargen")
 UNITS = ("line", "sentence", "paragraph")
 MARKERS = ("[START]", "[END]")
 IGNORE = -100  # F.cross_entropy's default ignore_index
@@ -56,7 +59,7 @@ class MarkedTokenizer:
     def vocab_size(self) -> int:
         return self.base.vocab_size + 2
 
-    @property
+    @cached_property
     def never_sample(self) -> list[int]:
         banned = [*self.base.never_sample, self.start_id]
         if self.document_unit == "line":
@@ -183,6 +186,11 @@ def split_run_ids(ids: np.ndarray, data, tokenizer):
                           f"{data.document_unit}s) holds no {data.document_unit}; give more text "
                           "or a larger --val-fraction")
     cut = docs.units - n_val
+    lengths = docs.ends - docs.starts
+    log.info("document mode: %s %ss (%s train, %s validation); %s tokens, the longest %s "
+             "(%s longer than --seq-len %d, cut into pieces)", f"{docs.units:,}", data.document_unit,
+             f"{cut:,}", f"{n_val:,}", f"{len(docs):,}", f"{lengths.max():,}",
+             f"{int((lengths + 1 > data.seq_len).sum()):,}", data.seq_len)
     return docs.subset(slice(0, cut)), docs.subset(slice(cut, None))
 
 
