@@ -14,6 +14,7 @@ from chargen.cli import main
 from chargen.config import DataConfig
 from chargen.documents import (
     IGNORE,
+    UNITS,
     DocumentBatches,
     Documents,
     MarkedTokenizer,
@@ -29,7 +30,7 @@ from chargen.words import WordTokenizer
 
 TEXT = ("\n\nHello there. How are you?\nFine!\n\n\n\nNew para... ends here\nand goes on.\n"
         "Done?  Yes.\n\n")
-UNITS = {
+SPLITS = {
     "line": ["Hello there. How are you?", "Fine!", "New para... ends here", "and goes on.",
              "Done?  Yes."],
     "sentence": ["Hello there.", "How are you?", "Fine!", "New para...", "ends here\nand goes on.",
@@ -50,7 +51,18 @@ def test_units_are_split_without_their_separators_and_empty_ones_skipped(kind, u
     tokenizer = _fit(kind, TEXT)
     ids = tokenizer.encode(TEXT)
     starts, ends = unit_bounds(ids, Separators.of(tokenizer), unit)
-    assert [tokenizer.decode(ids[a:b]) for a, b in zip(starts, ends)] == UNITS[unit]
+    assert [tokenizer.decode(ids[a:b]) for a, b in zip(starts, ends)] == SPLITS[unit]
+
+
+@pytest.mark.parametrize("kind", ["char", "word"])
+def test_crlf_text_splits_as_normalised_text_does(kind):
+    text = "a b\r\nc.  d\r\n\r\ne\r\n"
+    tokenizer = _fit(kind, text)
+    ids = tokenizer.encode(text)
+    split = {unit: [tokenizer.decode(ids[a:b]) for a, b in
+                    zip(*unit_bounds(ids, Separators.of(tokenizer), unit))] for unit in UNITS}
+    assert split == {"line": ["a b", "c.  d", "e"], "sentence": ["a b\r\nc.", "d", "e"],
+                     "paragraph": ["a b\r\nc.  d", "e"]}
 
 
 def test_a_text_without_separators_is_one_unit_and_an_empty_one_has_none():

@@ -63,7 +63,7 @@ class MarkedTokenizer:
     def never_sample(self) -> list[int]:
         banned = [*self.base.never_sample, self.start_id]
         if self.document_unit == "line":
-            banned += np.flatnonzero(Separators.of(self.base).newlines).tolist()
+            banned += np.flatnonzero(Separators.of(self.base).line_end).tolist()
         return banned
 
     def _text_ids(self, ids) -> np.ndarray:
@@ -107,18 +107,21 @@ def _token_texts(base) -> list[str]:
 
 @dataclass(frozen=True)
 class Separators:
-    """Per base id: how many line ends it holds, whether it is whitespace, whether it ends a
-    sentence."""
+    """Per base id: how many "\n" it holds, whether it ends a line (holds "\n" or "\r": text
+    kept with --keep-crlf splits as normalised text does), whether it is whitespace, whether
+    it ends a sentence."""
 
     newlines: np.ndarray
+    line_end: np.ndarray
     space: np.ndarray
     sentence_end: np.ndarray
 
     @classmethod
     def of(cls, tokenizer) -> Separators:
         texts = _token_texts(getattr(tokenizer, "base", tokenizer))
+        space = np.array([t != "" and t.isspace() for t in texts])
         return cls(np.array([min(t.count("\n"), 255) for t in texts], dtype=np.uint8),
-                   np.array([t != "" and t.isspace() for t in texts]),
+                   space & np.array(["\n" in t or "\r" in t for t in texts]), space,
                    np.array([t != "" and t[-1] in SENTENCE_ENDS for t in texts]))
 
 
@@ -126,7 +129,7 @@ def unit_bounds(ids: np.ndarray, separators: Separators, unit: str) -> tuple[np.
     """-> (starts, ends) int64 arrays: the non-empty units of `ids`, in order."""
     ids = np.asarray(ids)
     newlines = separators.newlines[ids]
-    candidate = newlines > 0 if unit in ("line", "paragraph") else separators.space[ids]
+    candidate = (separators.line_end if unit in ("line", "paragraph") else separators.space)[ids]
     edges = np.diff(candidate.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     if unit != "line" and len(run_starts):
