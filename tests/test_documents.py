@@ -183,10 +183,14 @@ def test_samples_during_training_are_whole_units(line_run):
     assert samples[-1]["text"] in LINES  # the last one, at step 120: learnt by then
 
 
-def test_beam_serve_and_export_refuse_document_runs(line_run, tmp_path):
+def test_beam_search_finds_whole_units(line_run):
     model = api.load(str(line_run))
-    with pytest.raises(ConfigError, match="document runs"):
-        model.sample("g", beam=2)
+    assert model.sample("g", beam=3, length=100) == ["ood morning"]
+    assert sorted(model.sample(beam=3, num=3, length=100)) == sorted(LINES)
+
+
+def test_serve_and_export_refuse_document_runs(line_run, tmp_path):
+    model = api.load(str(line_run))
     from chargen.export import export_run
 
     with pytest.raises(ChargenError, match="document runs"):

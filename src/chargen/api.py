@@ -307,9 +307,6 @@ class LanguageModel:
         if prime is None:
             prime = self.random_prime(config.seed)
         if self.document_unit:
-            if config.beam:
-                raise ConfigError("--beam does not work on document runs (--batching documents) "
-                                  "yet; sample instead (--greedy for the likeliest tokens)")
             prompt = document_prompt(self.tokenizer, prime, config.unknown)
         else:
             prompt = self.encode_prompt(prime, config.unknown)

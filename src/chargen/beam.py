@@ -83,6 +83,7 @@ def beam_search(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
     beams = _Beams(model, prompt, config)
     bias = None if bias is None else bias.to(beams.scores.device)
     finished: list[Hypothesis] = []
+    end_id = getattr(tokenizer, "end_id", None)  # a document run's [end] finishes a beam
     for _ in range(config.length):
         totals = beams.candidates(bias, config.repetition_penalty)
         top = torch.topk(totals.flatten(), min(2 * width, totals.numel()))
@@ -92,6 +93,9 @@ def beam_search(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
             if score == float("-inf") or len(parents) == width:
                 break
             ids = beams.ids[parent] + (token,)
+            if token == end_id:
+                finished.append(Hypothesis(ids, score, tokenizer.decode(ids)))
+                continue
             cut = _stop_cut(tokenizer.decode(ids), config.stop) if config.stop else None
             if cut is not None:
                 finished.append(Hypothesis(ids, score, tokenizer.decode(ids)[:cut]))
