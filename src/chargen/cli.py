@@ -322,6 +322,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _print_units(model, prime: str, settings: dict) -> None:
     """A document run's samples: one whole unit each (the prime and what follows up to [end]),
     one per line; paragraphs separated by a blank line."""
+    if settings["num"] == 1:  # streamed as it comes
+        _print_samples(model, prime, settings)
+        return
     between = "\n" if model.document_unit == "paragraph" else ""
     for i, text in enumerate(model.sample(prime, **settings)):
         sys.stdout.write(f"{between if i else ''}{prime}{text}\n")
