@@ -202,6 +202,15 @@ def test_serve_and_export_refuse_document_runs(line_run, tmp_path):
         create_app(model)
 
 
+def test_fine_tuning_refuses_document_runs(line_run, tmp_path):
+    corpus = tmp_path / "more.txt"
+    corpus.write_text("hello world\n" * 20)
+    with pytest.raises(ConfigError, match="--init-from"):
+        api.train(str(corpus), str(tmp_path / "tuned"), init_from=str(line_run), quiet=True,
+                  max_steps=1)
+    assert not (tmp_path / "tuned").exists()
+
+
 def test_resume_is_exact(tmp_path):
     settings = {"schedule": "constant", "warmup_steps": 5, "max_steps": 16, "eval_every": 8}
     _train_lines(tmp_path, "straight", **settings)
