@@ -111,7 +111,10 @@ class Trainer:
         # A loss this far above uniform guessing (ln vocab) means training has blown up.
         self.loss_bound = 2 * math.log(model.vocab_size) + 5
         self._stop_signal: int | None = None
-        self.watch = Watch(run, self.cfg, model, val_ids, enabled=world.is_main)  # samples, TensorBoard
+        # Samples and TensorBoard; the samples' prime comes from the validation text, or from
+        # the training text when there is none (--val-fraction 0).
+        self.watch = Watch(run, self.cfg, model, val_ids if len(val_ids) else train_ids,
+                           enabled=world.is_main)
 
     def _total_steps(self) -> int | None:
         limits = []
