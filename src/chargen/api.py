@@ -38,6 +38,7 @@ from .model import (
     estimate_parameters,
     estimate_training_bytes,
 )
+from .pieces import SampleMethods
 from .resources import check_fits
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
@@ -264,7 +265,7 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
     return _fit(trainer)
 
 
-class LanguageModel:
+class LanguageModel(SampleMethods):
     """A trained run, loaded for generation and evaluation."""
 
     def __init__(self, net: RNNLanguageModel, tokenizer, config: RunConfig, run: RunDir):
@@ -314,19 +315,6 @@ class LanguageModel:
             yield [h.text for h in beam_search(self.net, self.tokenizer, prompt, config)]
             return
         yield from generate_text(self.net, self.tokenizer, prompt, config)
-
-    def generate(self, prime: str | None = None, **settings: Any) -> Iterator[str]:
-        """Yields the continuation of `prime` piece by piece (one sample)."""
-        for pieces in self.generate_batch(prime, **{**settings, "num": 1}):
-            yield pieces[0]
-
-    def sample(self, prime: str | None = None, **settings: Any) -> list[str]:
-        """Complete continuations, one string per sample (num=N for several, in one batch)."""
-        texts = [[] for _ in range(settings.get("num", 1))]
-        for pieces in self.generate_batch(prime, **settings):
-            for text, piece in zip(texts, pieces):
-                text.append(piece)
-        return ["".join(text) for text in texts]
 
     def evaluate(self, text: str) -> Evaluation:
         ids = self.tokenizer.encode(text)

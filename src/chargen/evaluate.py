@@ -56,79 +56,61 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
         return _evaluate_windows(model, np.asarray(ids), device, dtype, max_tokens, world)
     if max_tokens is not None and len(ids) > max_tokens + 1:
         ids = ids[: max_tokens + 1]
-    was_training = model.training
-    model.eval()
-    total, count, state = 0.0, 0, None
-    try:
-        for x, y in eval_windows(np.asarray(ids), seq_len):
-            x, y = x[world.rank :: world.size], y[world.rank :: world.size]
-            if not len(x):
-                continue
-            x, y = to_device(x, device), to_device(y, device)
-            with autocast(device, dtype):
-                logits, state = model(x, state)
-            state = detach_state(state)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum")
-            total += float(loss)
-            count += y.numel()
-    finally:
-        model.train(was_training)
-    total, count = sum_all([total, count], world, device)
-    return Evaluation(nats=total / max(count, 1), tokens=int(count))
+    return _score(model, eval_windows(np.asarray(ids), seq_len), device, dtype, world, carry=True)
 
 
-@torch.no_grad()
 def _evaluate_windows(model: RNNLanguageModel, ids: np.ndarray, device, dtype, max_tokens,
                       world: World) -> Evaluation:
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        for x, y in eval_batches(ids, model.framing, max_tokens):
-            x, y = x[world.rank :: world.size], y[world.rank :: world.size]
-            if not len(x):
-                continue
-            with autocast(device, dtype):
-                logits, _ = model(to_device(x, device))
-            loss = F.cross_entropy(logits.float().flatten(0, 1), to_device(y, device).flatten(),
-                                   reduction="sum")
-            total += float(loss)
-            count += y.numel()
-    finally:
-        model.train(was_training)
-    total, count = sum_all([total, count], world, device)
-    return Evaluation(nats=total / max(count, 1), tokens=int(count))
+    return _score(model, eval_batches(ids, model.framing, max_tokens), device, dtype, world)
 
 
 EVAL_PIECES = 64  # document pieces per evaluation batch
 
 
-@torch.no_grad()
 def _evaluate_documents(model: RNNLanguageModel, docs, seq_len: int, device, dtype, max_tokens,
                         world: World) -> Evaluation:
     """Loss per token over the units' pieces in order, [end] predictions included; at most
     about max_tokens targets."""
-    from .documents import IGNORE, gather_pieces, piece_plan
+    return _score(model, _document_batches(docs, seq_len, max_tokens), device, dtype, world)
+
+
+def _document_batches(docs, seq_len: int, max_tokens: int | None):
+    from .documents import gather_pieces, piece_plan
 
     units, offsets = piece_plan(docs, seq_len)
+    scored = 0  # over every rank's rows, so that all ranks stop at the same batch
+    for start in range(0, len(units), EVAL_PIECES):
+        rows = slice(start, start + EVAL_PIECES)
+        x, y = gather_pieces(docs, units[rows], offsets[rows], seq_len)
+        yield x, y
+        scored += int((y != IGNORED).sum())
+        if max_tokens is not None and scored >= max_tokens:
+            return
+
+
+IGNORED = -100  # targets that are not scored (document padding): F.cross_entropy's default
+
+
+@torch.no_grad()
+def _score(model: RNNLanguageModel, batches, device, dtype, world: World,
+           carry: bool = False) -> Evaluation:
+    """Summed next-token loss over (inputs, targets) batches, each rank scoring its share of
+    the rows, added up across ranks; `carry`: the state runs on from batch to batch."""
     was_training = model.training
     model.eval()
-    total, count, scored = 0.0, 0, 0
+    total, count, state = 0.0, 0, None
     try:
-        for start in range(0, len(units), EVAL_PIECES):
-            rows = slice(start, start + EVAL_PIECES)
-            x, y = gather_pieces(docs, units[rows], offsets[rows], seq_len)
-            scored += int((y != IGNORE).sum())  # every rank's rows: all stop at the same chunk
+        for x, y in batches:
             x, y = x[world.rank :: world.size], y[world.rank :: world.size]
-            if len(x):
-                with autocast(device, dtype):
-                    logits, _ = model(to_device(x, device))
-                y = to_device(y, device).flatten()
-                total += float(F.cross_entropy(logits.float().flatten(0, 1), y, reduction="sum",
-                                               ignore_index=IGNORE))
-                count += int((y != IGNORE).sum())
-            if max_tokens is not None and scored >= max_tokens:
-                break
+            if not len(x):
+                continue
+            with autocast(device, dtype):
+                logits, state = model(to_device(x, device), state if carry else None)
+            state = detach_state(state) if carry else None
+            y = to_device(y, device).flatten()
+            total += float(F.cross_entropy(logits.float().flatten(0, 1), y, reduction="sum",
+                                           ignore_index=IGNORED))
+            count += int((y != IGNORED).sum())
     finally:
         model.train(was_training)
     total, count = sum_all([total, count], world, device)

@@ -16,7 +16,7 @@ import numpy as np
 from .config import SampleConfig
 from .errors import ChargenError, CheckpointError, ConfigError
 from .npsampling import choose, penalize_repetition
-from .pieces import text_pieces
+from .pieces import SampleMethods, text_pieces
 from .tokenizer import encode_prompt, tokenizer_from_dict
 
 EXPORT_FORMAT_VERSION = 1
@@ -57,7 +57,7 @@ def _session(model_path: Path):
                               "export the run again") from None
 
 
-class ExportedModel:
+class ExportedModel(SampleMethods):
     """An ONNX export, loaded for generation; generate/sample as api.LanguageModel's."""
 
     def __init__(self, path: str | Path):
@@ -118,17 +118,6 @@ class ExportedModel:
         prompt = encode_prompt(self.tokenizer, prime, config.unknown).astype(np.int64)
         id_rows = (ids.tolist() for ids in self.generate_ids(prompt, config))
         yield from text_pieces(id_rows, self.tokenizer, config)
-
-    def generate(self, prime: str | None = None, **settings: Any) -> Iterator[str]:
-        for pieces in self.generate_batch(prime, **{**settings, "num": 1}):
-            yield pieces[0]
-
-    def sample(self, prime: str | None = None, **settings: Any) -> list[str]:
-        texts = [[] for _ in range(settings.get("num", 1))]
-        for pieces in self.generate_batch(prime, **settings):
-            for text, piece in zip(texts, pieces):
-                text.append(piece)
-        return ["".join(text) for text in texts]
 
 
 def load_export(path: str | Path) -> ExportedModel:

@@ -49,3 +49,21 @@ def text_pieces(id_rows: Iterable[list[int]], tokenizer, config) -> Iterator[lis
             return
     if watches is not None:
         yield [watch.flush() for watch in watches]
+
+
+class SampleMethods:
+    """generate() and sample() over the class's generate_batch(prime, **settings), which
+    yields one text piece per sample per step (a run, or an ONNX export)."""
+
+    def generate(self, prime: str | None = None, **settings) -> Iterator[str]:
+        """Yields the continuation of `prime` piece by piece (one sample)."""
+        for pieces in self.generate_batch(prime, **{**settings, "num": 1}):
+            yield pieces[0]
+
+    def sample(self, prime: str | None = None, **settings) -> list[str]:
+        """Complete continuations, one string per sample (num=N for several, in one batch)."""
+        texts = [[] for _ in range(settings.get("num", 1))]
+        for pieces in self.generate_batch(prime, **settings):
+            for text, piece in zip(texts, pieces):
+                text.append(piece)
+        return ["".join(text) for text in texts]
