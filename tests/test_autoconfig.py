@@ -16,7 +16,7 @@ SHAKESPEARE, ALICE, SANGUO = 1_003_855, 129_988, 559_806  # training tokens (90%
     (SHAKESPEARE, 66, 3600, 18_000, (2, 768), True),
     (SHAKESPEARE, 66, 240, 18_000, (2, 384), False),
     (ALICE, 72, 600, 18_000, (2, 384), True),  # a small corpus: capped size, strong dropout
-    (SANGUO, 4157, 600, 11_000, (2, 384), True),
+    (SANGUO, 4157, 600, 11_000, (2, 384), False),  # a large vocabulary: no dropout
     (SHAKESPEARE, 66, 600, 1_000, (1, 256), False),  # a slow machine: the smallest
     (SHAKESPEARE, 66, 600, 80_000, (2, 768), True),  # a fast one: larger
 ])
@@ -25,6 +25,13 @@ def test_rule_table(tokens, vocab, budget, rate, size, strong):
     assert (settings["num_layers"], settings["hidden_size"]) == size
     assert settings.get("weight_drop", 0) > 0 if strong else "weight_drop" not in settings
     assert set(settings) <= set(AUTO_FIELDS)
+
+
+def test_a_large_vocabulary_is_sized_by_all_its_parameters_and_not_dropped_out():
+    chinese = choose(SANGUO, 4157, 600, 6_550).settings
+    letters = choose(SANGUO, 66, 600, 6_550).settings
+    assert chinese["dropout"] == 0.0 and letters["dropout"] > 0
+    assert chinese["hidden_size"] * chinese["num_layers"] <= letters["hidden_size"] * letters["num_layers"]
 
 
 def test_rule_is_monotone_in_epochs():

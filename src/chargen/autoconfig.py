@@ -45,6 +45,13 @@ REGULARISATION = (
     (40.0, {"dropout": 0.4, "locked_dropout": True, "weight_drop": 0.4,
             "embedding_dropout": 0.1, "seq_len_jitter": 0.2}),
 )
+# A large vocabulary (CJK characters, words: the embedding and output layer rival the
+# recurrent stack in size) is limited by how often each symbol is seen, not by memorisation: measured
+# on sanguo_yanyi (4,157 symbols, 10 minutes), dropout 0.25 on 2x384 ended at training loss
+# 4.85 and validation 5.15 nats/char, against 4.10 / 4.77 for a plain 1x256 without dropout.
+# There the size counts every parameter, and there is no dropout.
+LARGE_VOCABULARY = {"dropout": 0.0}
+LARGE_VOCABULARY_SIZE = 1000  # letters, digits, punctuation: < 200; CJK text, words: thousands
 SIZE_FIELDS = ("hidden_size", "num_layers")
 AUTO_FIELDS = SIZE_FIELDS + ("dropout", "locked_dropout", "weight_drop", "embedding_dropout",
                              "seq_len_jitter", "batch_size")
@@ -82,11 +89,17 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
         rate = chars_per_second(layers, hidden, vocab_size, reference_chars_per_s)
         seen = min(rate * budget_s * BUDGET_EFFICIENCY, max_chars or math.inf)
         params = recurrent_parameters(layers, hidden)
-        if seen >= CHARS_PER_PARAM * params and params <= PARAMS_PER_TOKEN * train_tokens:
+        symbols = vocab_size * (REFERENCE.embedding_dim + hidden + 1)  # embedding + output
+        large_vocabulary = vocab_size >= LARGE_VOCABULARY_SIZE
+        trained = params + symbols if large_vocabulary else params
+        if seen >= CHARS_PER_PARAM * trained and params <= PARAMS_PER_TOKEN * train_tokens:
             break  # the largest that fits both limits; else the smallest
     epochs = seen / max(train_tokens, 1)
     settings = {"num_layers": layers, "hidden_size": hidden}
-    settings.update(next(s for low, s in reversed(REGULARISATION) if epochs >= low))
+    if large_vocabulary:
+        settings.update(LARGE_VOCABULARY)
+    else:
+        settings.update(next(s for low, s in reversed(REGULARISATION) if epochs >= low))
     # Small corpora: fewer streams, so an epoch has more (noisier) updates.
     settings["batch_size"] = 32 if train_tokens < 300_000 else 64
     if size:
@@ -95,6 +108,9 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
     reason = (f"{train_tokens:,} training tokens, vocabulary {vocab_size}, {limit} at "
               f"~{rate:,.0f} chars/s -> {seen / 1e6:.2f}M characters = {epochs:.1f} epochs for "
               f"{params / 1e6:.2f}M recurrent parameters")
+    if large_vocabulary:
+        reason += (f" and {symbols / 1e6:.2f}M embedding and output ones (a large vocabulary: "
+                   "sized by all of them, no dropout)")
     return AutoChoice(settings, reason)
 
 
