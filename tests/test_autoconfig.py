@@ -31,6 +31,7 @@ def test_a_large_vocabulary_is_sized_by_all_its_parameters_and_not_dropped_out()
     chinese = choose(SANGUO, 4157, 600, 6_550).settings
     letters = choose(SANGUO, 66, 600, 6_550).settings
     assert chinese["dropout"] == 0.0 and letters["dropout"] > 0
+    assert chinese["lr"] > TrainConfig().lr and "lr" not in letters
     assert chinese["hidden_size"] * chinese["num_layers"] <= letters["hidden_size"] * letters["num_layers"]
 
 
