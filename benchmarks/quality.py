@@ -59,7 +59,7 @@ def _number(value: str):
             return kind(value)
         except ValueError:
             pass
-    return value
+    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def train_one(corpus: str, budget: float, settings: dict, out: Path) -> dict:
