@@ -60,3 +60,13 @@ def record(title: str, text: str) -> None:
     kept = [parts[0].rstrip("\n") + "\n"] + [
         "## " + p.rstrip("\n") + "\n" for p in parts[1:] if not p.startswith(title + "\n")]
     RESULTS.write_text("\n".join(kept + [section]), encoding="utf-8")
+
+
+def parse_value(text: str):
+    """A NAME=VALUE setting's value from the command line: int, float, true/false or text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)

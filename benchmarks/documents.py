@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import record, table
+from common import parse_value, record, table
 
 from chargen import api
 from chargen.checkpoint import RunDir
@@ -29,15 +29,6 @@ from chargen.documents import DocumentBatches, split_run_ids
 
 HEADERS = ["corpus", "unit", "units (train / val)", "steps", "best val nats/token",
            "gather ms/batch", "ended at [end]", "mean sample / unit chars", "copies"]
-
-
-def _number(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def gather_ms(train, data, batches: int = 50) -> float:
@@ -80,7 +71,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="replace the section in RESULTS.md")
     args = parser.parse_args()
     args.runs = args.runs or tempfile.mkdtemp(prefix="chargen-documents-")
-    settings = {key: _number(value) for key, _, value in (s.partition("=") for s in args.set)}
+    settings = {key: parse_value(value) for key, _, value in (s.partition("=") for s in args.set)}
     logging.basicConfig(level=logging.WARNING)
     rows = [measure(corpus, unit, args, settings)
             for corpus in args.corpus for unit in (args.unit or ["line"])]

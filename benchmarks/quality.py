@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import record, table
+from common import parse_value, record, table
 
 from chargen import api
 from chargen.checkpoint import RunDir
@@ -49,17 +49,8 @@ def parse_config(text: str) -> tuple[str, dict]:
     settings = dict(CONFIGS.get(name, {}))
     for item in filter(None, extra.split(",")):
         key, _, value = item.partition("=")
-        settings[key] = _number(value)
+        settings[key] = parse_value(value)
     return text, settings
-
-
-def _number(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
 
 
 def train_one(corpus: str, budget: float, settings: dict, out: Path) -> dict:
