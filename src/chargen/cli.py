@@ -61,8 +61,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--num-layers", "--layers", type=int, metavar="N", dest="num_layers")
     model.add_argument("--embedding-dim", type=int, metavar="N")
     model.add_argument("--dropout", type=float, metavar="P")
-    _add_regularization_flags(model)
     data = parser.add_argument_group("text and batches (fixed once a run exists)")
+    _add_regularization_flags(model, data)
     data.add_argument("--tokenizer", choices=("char", "byte", "word"),
                       help="char (default), byte (UTF-8 bytes) or word (words, punctuation and "
                            "whitespace runs)")
@@ -121,7 +121,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                      help="auto: bf16 autocast where the hardware runs it fast, else fp32")
 
 
-def _add_regularization_flags(model) -> None:
+def _add_regularization_flags(model, data) -> None:
     model.add_argument("--locked-dropout", action="store_const", const=True,
                        help="one dropout mask per sequence (the same at every step) between "
                             "layers and on the output")
@@ -129,9 +129,9 @@ def _add_regularization_flags(model) -> None:
                        help="dropout on the embedded inputs (default 0)")
     model.add_argument("--weight-drop", type=float, metavar="P",
                        help="DropConnect on the recurrent weights, AWD-LSTM style (default 0)")
-    model.add_argument("--seq-len-jitter", type=float, metavar="F",
-                       help="vary the BPTT length of each step in seq-len * (1 +- F), stream "
-                            "batching only (default 0)")
+    data.add_argument("--seq-len-jitter", type=float, metavar="F",
+                      help="vary the BPTT length of each step in seq-len * (1 +- F), stream "
+                           "batching only (default 0)")
     model.add_argument("--tie-weights", action="store_const", const=True,
                        help="share the embedding with the output layer (needs --embedding-dim "
                             "equal to --hidden-size)")
