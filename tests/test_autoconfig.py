@@ -6,7 +6,7 @@ import pytest
 from chargen import api
 from chargen.autoconfig import AUTO_FIELDS, chars_limit, choose, probe_speed
 from chargen.cli import main
-from chargen.config import DataConfig, TrainConfig
+from chargen.config import DataConfig, TrainConfig, preset
 
 SHAKESPEARE, ALICE, SANGUO = 1_003_855, 129_988, 559_806  # training tokens (90%)
 
@@ -102,6 +102,19 @@ def test_no_auto_keeps_the_defaults(text_file, tmp_path, no_probe):
     assert "auto_config" not in meta["corpus"]
     assert meta["config"]["model"]["dropout"] == 0.25
     assert meta["config"]["model"]["weight_drop"] == 0.0
+
+
+def test_a_preset_is_a_whole_recipe_and_is_not_auto_configured(text_file, tmp_path, no_probe,
+                                                               capsys):
+    assert _train_cli(text_file, tmp_path / "run", "--preset", "alice-small", "--epochs", "1",
+                      "--max-steps", "2", "--window", "8") == 0
+    assert "auto-config" not in capsys.readouterr().err
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    model = meta["config"]["model"]
+    assert "auto_config" not in meta["corpus"]
+    assert (model["locked_dropout"], model["weight_drop"], model["embedding_dropout"]) == (
+        False, 0.0, 0.0)
+    assert meta["config"]["data"]["batch_size"] == preset("alice-small")["batch_size"]
 
 
 def test_the_api_does_not_auto_configure_unless_asked(text_file, tmp_path, no_probe):

@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-auto", dest="auto", action="store_false",
                        help="no auto-configuration: unset model, dropout and batch settings keep "
                             "chargen's defaults instead of being chosen from the corpus size, "
-                            "the time budget and this machine's speed")
+                            "the time budget and this machine's speed (a --preset is a whole "
+                            "recipe: it turns auto-configuration off too)")
     _add_train_flags(train)
     _add_watch_flags(train)
 
@@ -268,7 +269,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
                            init_from=args.init_from, extend_vocab=args.extend_vocab,
-                           unknown=args.unknown, auto=args.auto and not args.init_from,
+                           unknown=args.unknown,
+                           auto=args.auto and not (args.init_from or args.preset),
                            **overrides)
     finally:
         leave()
