@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from chargen import decode
 from chargen.config import ModelConfig
 from chargen.model import RNNLanguageModel, count_parameters, detach_state, select_state
 
@@ -63,7 +64,14 @@ def test_tiny_model_overfits_a_short_text():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_decoding_step_equals_the_full_forward(cell):
+@pytest.mark.parametrize("path", ["packed", "addmm", "no-table"])
+def test_decoding_step_equals_the_full_forward(cell, path, monkeypatch):
+    if path == "addmm":  # the product where oneDNN cannot pack weights (and on GPUs)
+        monkeypatch.setattr(decode, "_onednn_packing_works", lambda dtype: False)
+    if path == "packed":  # products this small are not packed unless told to
+        monkeypatch.setattr(decode, "MIN_PACKED_WORK", 0)
+    if path == "no-table":  # a word vocabulary too large for the first layer's gate table
+        monkeypatch.setattr(decode, "MAX_TABLE_ENTRIES", 0)
     torch.manual_seed(1)
     model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=20, num_layers=3,
                                          embedding_dim=6), vocab_size=9).eval()
@@ -74,3 +82,22 @@ def test_decoding_step_equals_the_full_forward(cell):
         for t in range(1, ids.size(1)):
             logits, state = model.step(ids[:, t], state)
             torch.testing.assert_close(logits, expected[:, t], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_bf16_decoding_stays_close_to_fp32(cell, packed, monkeypatch):
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no bf16 support in oneDNN")
+    monkeypatch.setattr(decode, "MIN_PACKED_WORK", 0 if packed else 1 << 62)
+    torch.manual_seed(2)
+    model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=64, num_layers=2), vocab_size=30).eval()
+    ids = torch.randint(0, 30, (8, 20))
+    with torch.no_grad():
+        expected, _ = model(ids)
+        decoder = decode.Decoder(model, torch.bfloat16, rows=8)
+        layers = decoder.split_state(model.init_state(8))
+        for t in range(ids.size(1)):
+            logits, layers = decoder.step(ids[:, t], layers)
+            assert logits.dtype == torch.float32
+            torch.testing.assert_close(logits, expected[:, t], rtol=0.05, atol=0.05)

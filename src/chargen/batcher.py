@@ -132,7 +132,7 @@ class Batcher:
         self.device = model.device
         self.max_active, self.queue_size = max_active, queue_size
         dtype = decode_dtype(self.device, max_active, model.config.model.hidden_size, precision)
-        self.decoder = Decoder(self.net, dtype)
+        self.decoder = Decoder(self.net, dtype, rows=max_active)
         self.bias = banned_bias(self.net.vocab_size, self.tokenizer.never_sample, self.device)
         self._cond = threading.Condition()
         self._waiting: deque[Generation] = deque()

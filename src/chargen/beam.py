@@ -41,7 +41,7 @@ class _Beams:
     def __init__(self, model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig):
         device = next(model.parameters()).device
         self.decoder = Decoder(model, decode_dtype(device, config.beam, model.config.hidden_size,
-                                                   config.precision))
+                                                   config.precision), rows=config.beam)
         self.logits, state = consume_prompt(model, prompt.to(device))
         self.layers = self.decoder.split_state(state)
         self.ids: list[tuple[int, ...]] = [()]

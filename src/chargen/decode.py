@@ -1,12 +1,20 @@
-"""One-token decoding steps: ATen's fused cell op per layer, over copies of the weights.
+"""One-token decoding steps: one matrix product per layer, the gate arithmetic by hand.
 
 A full nn.LSTM/GRU call per token pays for sequence machinery (oneDNN's multi-layer RNN costs
-~6 ms per call on CPU whatever the batch); the per-layer cell op does not. With many rows or
-big layers, bf16 copies of the weights run the cell matmuls 2-4x faster on CPUs with bf16
-units (measured: 2x512 LSTM at batch 8, 3,311 against 989 steps/s).
+~6 ms per call on CPU whatever the batch), and ATen's per-layer cell op runs the input and
+hidden products separately, then the gates in a dozen small ops. Here the first layer's input
+product is a table looked up per id (input table x weight_ih + bias, computed once), so that
+layer costs one product; the LSTM gates are reordered (i, f, o, g) so that one sigmoid covers
+three of them. On CPU the weights are packed once into oneDNN's blocked layout: addmm repacks
+them on every call, which made a 64 x 256 x 1024 product 2.4x slower in fp32 and 1.3x in bf16
+on this project's 2-core machine (3.5x and 3.4x at batch 1 for 1024 x 3072). With many rows or
+big layers, bf16 copies of the weights run the products 2-4x faster on CPUs with bf16 units.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
@@ -14,9 +22,17 @@ from torch.nn import functional as F
 from .model import RNNLanguageModel, State
 from .runtime import bf16_is_fast
 
-# bf16 pays once batch x hidden reaches this (below it, fp32 is as fast or faster: 1x256 at
-# batch 1 ran 18k steps/s in fp32 against 9k in bf16).
-BF16_MIN_WORK = 1024
+# bf16 pays once batch x hidden reaches this (2x512 at batch 1: 4,471 chars/s in bf16 against
+# 2,125 in fp32; 1x256 at batch 1 is overhead-bound and no faster in bf16).
+BF16_MIN_WORK = 512
+# Packing pays once rows x weight entries reaches this (1x256 at batch 1 ran 7k chars/s packed
+# against 11k with addmm; at batch 64, 126k against 61k).
+MIN_PACKED_WORK = 1 << 20
+# The first layer's gate table has (input ids x gates) entries; beyond this (word vocabularies)
+# the embedding is looked up and multiplied per step instead.
+MAX_TABLE_ENTRIES = 1 << 22
+
+Product = Callable[..., torch.Tensor]  # (x[, added]) -> x @ weight.T (+ bias) (+ added)
 
 
 def decode_dtype(device: torch.device, batch: int, hidden: int, precision: str = "auto"):
@@ -26,26 +42,38 @@ def decode_dtype(device: torch.device, batch: int, hidden: int, precision: str =
 
 
 class Decoder:
-    """step(ids, layers) -> (float32 logits, layers); the state is a list, one per layer."""
+    """step(ids, layers) -> (float32 logits, layers); the state is a list, one per layer:
+    (h, c) for an LSTM, h for a GRU, each (batch, hidden)."""
 
-    def __init__(self, model: RNNLanguageModel, dtype: torch.dtype | None = None):
-        def cast(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor.detach().to(dtype) if dtype is not None else tensor.detach()
-
+    def __init__(self, model: RNNLanguageModel, dtype: torch.dtype | None = None, rows: int = 1):
         self.lstm = model.config.cell == "lstm"
-        self.cell = torch.lstm_cell if self.lstm else torch.gru_cell
+        self.hidden = model.config.hidden_size
         self.dtype = dtype or model.input_table().dtype
-        self.embedding = cast(model.input_table())
-        self.layers = [[cast(getattr(model.rnn, f"{name}_l{layer}"))
-                        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                       for layer in range(model.config.num_layers)]
-        self.head_weight, self.head_bias = cast(model.head.weight), cast(model.head.bias)
+        device = model.head.weight.device
+        layers = [_layer_weights(model, layer, self.lstm) for layer in range(model.config.num_layers)]
+        inputs, first = model.input_table().detach(), layers[0]
+        self.input_gates = None
+        if inputs.size(0) * first["w_ih"].size(0) <= MAX_TABLE_ENTRIES:
+            self.input_gates = F.linear(inputs, first["w_ih"], first["b_ih"]).to(self.dtype)
+        else:
+            self.inputs = inputs.to(self.dtype)
+
+        def product(weight, bias=None):
+            return linear_product(weight.to(self.dtype), None if bias is None else bias.to(self.dtype),
+                                  device, rows)
+
+        self.input_products = [None if index == 0 and self.input_gates is not None
+                               else product(layer["w_ih"], layer["b_ih"])
+                               for index, layer in enumerate(layers)]
+        self.hidden_products = [product(layer["w_hh"], layer.get("b_hh")) for layer in layers]
+        self.head = product(model.head.weight.detach(), model.head.bias.detach())
 
     def split_state(self, state: State) -> list:
+        count = len(self.hidden_products)
         if self.lstm:
             h, c = state
-            return [(h[i].to(self.dtype), c[i].to(self.dtype)) for i in range(len(self.layers))]
-        return [state[i].to(self.dtype) for i in range(len(self.layers))]
+            return [(h[i].to(self.dtype), c[i].to(self.dtype)) for i in range(count)]
+        return [state[i].to(self.dtype) for i in range(count)]
 
     def join_state(self, layers: list) -> State:
         if self.lstm:
@@ -53,10 +81,81 @@ class Decoder:
         return torch.stack(layers)
 
     def step(self, ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
-        x = F.embedding(ids, self.embedding)
-        new_layers = []
-        for weights, state in zip(self.layers, layers):
-            state = self.cell(x, state, *weights)
+        new_layers, x = [], None
+        for index, state in enumerate(layers):
+            if index == 0 and self.input_gates is not None:
+                input_gates = F.embedding(ids, self.input_gates)
+            else:
+                below = F.embedding(ids, self.inputs) if index == 0 else x
+                input_gates = self.input_products[index](below)
+            hidden_product = self.hidden_products[index]
+            state = (self._lstm(input_gates, state, hidden_product) if self.lstm
+                     else self._gru(input_gates, state, hidden_product))
             new_layers.append(state)
             x = state[0] if self.lstm else state
-        return F.linear(x, self.head_weight, self.head_bias).float(), new_layers
+        return self.head(x).float(), new_layers
+
+    def _lstm(self, input_gates, state, hidden_product: Product):
+        h, c = state
+        size = self.hidden
+        gates = hidden_product(h, input_gates)
+        ifo = gates[:, : 3 * size].sigmoid()
+        c = torch.addcmul(ifo[:, size : 2 * size] * c, ifo[:, :size], gates[:, 3 * size :].tanh())
+        return ifo[:, 2 * size :] * c.tanh(), c
+
+    def _gru(self, input_gates, h, hidden_product: Product):
+        size = self.hidden
+        hidden_gates = hidden_product(h)
+        rz = (input_gates[:, : 2 * size] + hidden_gates[:, : 2 * size]).sigmoid()
+        n = torch.addcmul(input_gates[:, 2 * size :], rz[:, :size], hidden_gates[:, 2 * size :]).tanh()
+        return torch.addcmul(n, rz[:, size:], h - n)
+
+
+def _layer_weights(model: RNNLanguageModel, layer: int, lstm: bool) -> dict[str, torch.Tensor]:
+    """One layer's (out, in) weights; an LSTM's gates reordered to (i, f, o, g) and its two
+    biases folded into one (a GRU's hidden bias sits inside r * (...), so it stays apart)."""
+    w_ih, w_hh, b_ih, b_hh = (getattr(model.rnn, f"{name}_l{layer}").detach()
+                              for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    if not lstm:
+        return {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
+    size = model.config.hidden_size
+    order = torch.cat([torch.arange(0, 2 * size), torch.arange(3 * size, 4 * size),
+                       torch.arange(2 * size, 3 * size)]).to(w_ih.device)
+    return {"w_ih": w_ih[order], "w_hh": w_hh[order], "b_ih": (b_ih + b_hh)[order]}
+
+
+def linear_product(weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device,
+                   rows: int = 1) -> Product:
+    """x -> x @ weight.T + bias (+ added, when given). On CPU, for big enough products, the
+    weight is packed once for oneDNN (rows: the batch expected; any batch works); else addmm."""
+    if (device.type == "cpu" and rows * weight.numel() >= MIN_PACKED_WORK
+            and _onednn_packing_works(weight.dtype)):
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+
+        def packed_product(x, added=None):
+            if added is None:
+                return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise.binary(x, added, packed, bias, "add")
+
+        return packed_product
+    transposed = weight.t()
+
+    def plain_product(x, added=None):
+        if added is None:
+            return F.linear(x, weight, bias)
+        return torch.addmm(added if bias is None else added + bias, x, transposed)
+
+    return plain_product
+
+
+@functools.cache
+def _onednn_packing_works(dtype: torch.dtype) -> bool:
+    """Whether this torch build packs linear weights for oneDNN (x86 and most ARM CPU wheels
+    do) and gets a product right in `dtype`."""
+    try:
+        weight, x = torch.ones(8, 4, dtype=dtype), torch.ones(2, 4, dtype=dtype)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 2)
+        out = torch.ops.mkldnn._linear_pointwise.binary(x, x.new_ones(2, 8), packed, None, "add")
+        return bool((out.float() == 5).all())
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False

@@ -109,7 +109,7 @@ def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleCo
     rows = torch.zeros(config.num, dtype=torch.long, device=device)
     logits, state = logits.index_select(0, rows), select_state(state, rows)
     decoder = Decoder(model, decode_dtype(device, config.num, model.config.hidden_size,
-                                          config.precision))
+                                          config.precision), rows=config.num)
     layers = decoder.split_state(state)
     seen = None
     if config.repetition_penalty != 1.0:
