@@ -43,6 +43,9 @@ def _add_framing_flags(parser, model, data) -> None:
     model.add_argument("--input-dropout", type=float, metavar="P")
     model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
                        help="read the window both ways (window framings only)")
+    model.add_argument("--init", choices=("torch", "keras"),
+                       help="initial weights: PyTorch's (default) or Keras's, as the tutorials "
+                            "trained (glorot-uniform inputs, orthogonal recurrent, forget bias 1)")
     data.add_argument("--window", type=int, metavar="N",
                       help="ids before each predicted one, for the window framings (default 100)")
     data.add_argument("--window-layout", choices=("time-steps", "features"),
@@ -145,7 +148,7 @@ _TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
     "eval_every eval_chars log_every seed device precision on_divergence freeze_layers "
-    "input_encoding input_dropout bidirectional window window_layout keep"
+    "input_encoding input_dropout bidirectional window window_layout keep init"
 ).split()
 _TRAIN_FIELDS += ["strip_punctuation", "min_count", "max_vocab"]  # wordbeam
 _TRAIN_FIELDS += ["document_unit"]  # document mode

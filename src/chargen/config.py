@@ -33,9 +33,12 @@ class ModelConfig:
     input_encoding: str = "embedding"
     input_dropout: float = 0.0
     bidirectional: bool = False
+    # Initial weights: PyTorch's defaults, or Keras's (the tutorials' framework; model.py).
+    init: str = "torch"
 
     def validate(self) -> None:
         _choice("cell", self.cell, ("lstm", "gru"))
+        _choice("init", self.init, ("torch", "keras"))
         _choice("input_encoding", self.input_encoding, ("embedding", "onehot", "scalar"))
         _fraction("input_dropout", self.input_dropout, upper_open=True)
         if not isinstance(self.bidirectional, bool):

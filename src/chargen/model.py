@@ -46,8 +46,31 @@ class RNNLanguageModel(nn.Module):
         self.head_dropout = make_dropout(config.dropout, config.locked_dropout)
         self.head = nn.Linear(config.hidden_size * self.directions, vocab_size)
         self.regularizer = RecurrentRegularizer(config)
+        if config.init == "keras":
+            self._init_like_keras()
         if config.tie_weights:  # config validation: embedding input, same width, no pad row
             self.head.weight = self.embedding.weight
+
+    @torch.no_grad()
+    def _init_like_keras(self) -> None:
+        """Keras's defaults: glorot-uniform input kernels, orthogonal recurrent kernels, zero
+        biases but 1 on the LSTM forget gate (PyTorch's gate order i, f, g, o), a glorot-uniform
+        head and uniform +-0.05 embeddings. PyTorch draws all of these from +-1/sqrt(width)."""
+        for name, param in self.rnn.named_parameters():
+            if name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(param)
+            elif name.startswith("weight_hh"):
+                nn.init.orthogonal_(param)
+            else:
+                param.zero_()
+                if self.config.cell == "lstm" and name.startswith("bias_ih"):
+                    param[self.config.hidden_size:2 * self.config.hidden_size] = 1.0
+        nn.init.xavier_uniform_(self.head.weight)
+        self.head.bias.zero_()
+        if hasattr(self, "embedding"):
+            nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
+            if self.embedding.padding_idx is not None:
+                self.embedding.weight[self.embedding.padding_idx] = 0.0
 
     @property
     def directions(self) -> int:
