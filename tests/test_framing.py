@@ -240,10 +240,11 @@ def test_preset_from_the_cli_with_overriding_flags(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--preset", "alice-small", str(corpus), "--out", str(run),
                  "--hidden-size", "16", "--window", "10", "--batch-size", "8", "--epochs", "0.1",
-                 "--keep-gutenberg", "--device", "cpu", "--quiet"])
+                 "--keep-gutenberg", "--device", "cpu", "--quiet", "--init", "keras"])
     assert code == 0
     config = json.loads((run / "config.json").read_text())["config"]
     assert config["data"]["batching"] == "window" and config["data"]["window"] == 10
+    assert config["model"]["init"] == "keras"
     assert config["model"]["input_encoding"] == "scalar" and config["model"]["hidden_size"] == 16
     assert config["data"]["lowercase"] is True
     assert main(["sample", str(run), "--length", "20", "--greedy", "--prime", "the"]) == 0

@@ -105,3 +105,26 @@ def test_bf16_decoding_stays_close_to_fp32(cell, packed, monkeypatch):
             logits, layers = decoder.step(ids[:, t], layers)
             assert logits.dtype == torch.float32
             torch.testing.assert_close(logits, expected[:, t], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_keras_initialisation(cell):
+    torch.manual_seed(3)
+    model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=16, num_layers=2,
+                                         embedding_dim=4, init="keras"), vocab_size=7)
+    gates = 4 if cell == "lstm" else 3
+    for layer, width in ((0, 4), (1, 16)):
+        w_ih = getattr(model.rnn, f"weight_ih_l{layer}")
+        assert w_ih.abs().max() <= (6 / (width + 16)) ** 0.5  # glorot, fan-out one gate
+        for gate in getattr(model.rnn, f"weight_hh_l{layer}").detach().split(16):
+            torch.testing.assert_close(gate.T @ gate, torch.eye(16), atol=1e-5, rtol=0)
+        bias = getattr(model.rnn, f"bias_ih_l{layer}").detach().view(gates, 16)
+        expected = torch.zeros(gates, 16)
+        if cell == "lstm":
+            expected[1] = 1.0  # the forget gate
+        assert torch.equal(bias, expected)
+        assert not getattr(model.rnn, f"bias_hh_l{layer}").any()
+    assert not model.head.bias.any() and model.embedding.weight.abs().max() <= 0.05
+    default = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=16, num_layers=2,
+                                           embedding_dim=4), vocab_size=7)
+    assert default.rnn.bias_ih_l0.abs().max() < 0.25  # PyTorch's +-1/sqrt(16)

@@ -53,18 +53,23 @@ class RNNLanguageModel(nn.Module):
 
     @torch.no_grad()
     def _init_like_keras(self) -> None:
-        """Keras's defaults: glorot-uniform input kernels, orthogonal recurrent kernels, zero
-        biases but 1 on the LSTM forget gate (PyTorch's gate order i, f, g, o), a glorot-uniform
-        head and uniform +-0.05 embeddings. PyTorch draws all of these from +-1/sqrt(width)."""
+        """Keras 1.x's defaults (the 2016 tutorials'), which kept one kernel per gate:
+        glorot-uniform input kernels with fan-out = hidden, an orthogonal recurrent kernel per
+        gate, zero biases but 1 on the LSTM forget gate (PyTorch's gate order i, f, g, o), a
+        glorot-uniform head and uniform +-0.05 embeddings. PyTorch draws every weight from
+        +-1/sqrt(hidden) and leaves the forget gate's bias near 0."""
+        size = self.config.hidden_size
         for name, param in self.rnn.named_parameters():
             if name.startswith("weight_ih"):
-                nn.init.xavier_uniform_(param)
+                limit = (6 / (param.size(1) + size)) ** 0.5
+                nn.init.uniform_(param, -limit, limit)
             elif name.startswith("weight_hh"):
-                nn.init.orthogonal_(param)
+                for gate in param.split(size):
+                    nn.init.orthogonal_(gate)
             else:
                 param.zero_()
                 if self.config.cell == "lstm" and name.startswith("bias_ih"):
-                    param[self.config.hidden_size:2 * self.config.hidden_size] = 1.0
+                    param[size:2 * size] = 1.0
         nn.init.xavier_uniform_(self.head.weight)
         self.head.bias.zero_()
         if hasattr(self, "embedding"):
