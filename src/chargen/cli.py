@@ -44,8 +44,8 @@ def _add_framing_flags(parser, model, data) -> None:
     model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
                        help="read the window both ways (window framings only)")
     model.add_argument("--init", choices=("torch", "keras"),
-                       help="initial weights: PyTorch's (default) or Keras's, as the tutorials "
-                            "trained (glorot-uniform inputs, orthogonal recurrent, forget bias 1)")
+                       help="initial weights: PyTorch's (default) or Keras 1's, as the tutorials "
+                            "trained (glorot-uniform and orthogonal per gate, forget bias 1)")
     data.add_argument("--window", type=int, metavar="N",
                       help="ids before each predicted one, for the window framings (default 100)")
     data.add_argument("--window-layout", choices=("time-steps", "features"),
