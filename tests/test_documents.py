@@ -153,6 +153,24 @@ def _train_lines(tmp_path, name="run", **overrides):
     return api.train(str(corpus), str(tmp_path / name), quiet=True, **settings)
 
 
+def test_throughput_counts_the_positions_a_document_batch_runs(tmp_path, monkeypatch):
+    from chargen.train import Trainer
+
+    original, counted, widths = Trainer._train_step, [], []
+
+    def step(self, number):
+        widths.append(self.batches.batch(number)[0][self.rows].numel())
+        loss, positions = original(self, number)
+        counted.append(positions)
+        return loss, positions
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    _train_lines(tmp_path, max_steps=6, seq_len=64, batch_size=4, val_fraction=0.0,
+                 keep="train-loss")
+    assert counted == widths and len(counted) == 6
+    assert max(counted) < 4 * 64  # the lines are shorter than seq_len: not batch x seq_len
+
+
 @pytest.fixture(scope="module")
 def line_run(tmp_path_factory):
     return _train_lines(tmp_path_factory.mktemp("docs")).run_dir

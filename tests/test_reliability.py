@@ -110,11 +110,11 @@ def _inject_nan_once(monkeypatch, at_step: int):
     fired = []
 
     def step(self, number):
-        loss = original(self, number)
+        loss, positions = original(self, number)
         if number == at_step and not fired:
             fired.append(number)
-            return torch.tensor(float("nan"))
-        return loss
+            return torch.tensor(float("nan")), positions
+        return loss, positions
 
     monkeypatch.setattr(Trainer, "_train_step", step)
     return fired

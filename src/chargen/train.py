@@ -27,7 +27,6 @@ from .distributed import (
 )
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
-from .framing import steps_per_example
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
@@ -192,14 +191,14 @@ class Trainer:
     def _fit_until_stopped(self) -> Progression:
         p = self.progression
         start_time, start_elapsed = time.monotonic(), p.elapsed
-        window = _Window(p.step, time.monotonic())
+        window = _Window(time.monotonic())
         progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet,
                             loss_unit(self.config.data.tokenizer),
                             steps_per_epoch=self.batches.steps_per_epoch)
         with _signals(self), progress:
             status = self._status()
             while status == _RUNNING:
-                window.add(self._train_step(p.step))
+                window.add(*self._train_step(p.step))
                 p.step += 1
                 p.elapsed = start_elapsed + time.monotonic() - start_time
                 status = self._status()
@@ -269,7 +268,8 @@ class Trainer:
             fractions.append(p.elapsed / self.cfg.max_time)
         return max(fractions) if fractions else 0.0
 
-    def _train_step(self, step: int) -> torch.Tensor:
+    def _train_step(self, step: int) -> tuple[torch.Tensor, int]:
+        """One optimiser step -> (its loss on the device, the input positions it ran)."""
         lr = self.cfg.lr * self.progression.lr_scale * lr_factor(
             self._progress_fraction(), step, self.cfg)
         for group in self.optimizer.param_groups:
@@ -285,12 +285,12 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.carried = detach_state(state) if self.config.data.batching == "stream" else None
-        return loss.detach()
+        return loss.detach(), x.numel()
 
     def _log(self, window: _Window, progress: Progress) -> None:
         p = self.progression
         steps = window.count
-        loss, chars_per_s = window.flush(p.step, self.config.data)
+        loss, chars_per_s = window.flush()
         if self.world.enabled:  # the mean over ranks, so that every rank judges the same loss
             loss = sum_all([loss], self.world, self.device)[0] / self.world.size
             chars_per_s *= self.world.size
@@ -353,21 +353,22 @@ class Trainer:
 
 
 class _Window:
-    """Training loss summed on the device between log points (no host sync per step)."""
+    """Training loss summed on the device between log points (no host sync per step), and
+    the input positions run (a document batch is as wide as its longest row, not seq_len)."""
 
-    def __init__(self, step: int, now: float):
-        self.step, self.time, self.total, self.count = step, now, None, 0
+    def __init__(self, now: float):
+        self.time, self.total, self.count, self.positions = now, None, 0, 0
 
-    def add(self, loss: torch.Tensor) -> None:
+    def add(self, loss: torch.Tensor, positions: int) -> None:
         self.total = loss if self.total is None else self.total + loss
         self.count += 1
+        self.positions += positions
 
-    def flush(self, step: int, data) -> tuple[float, float]:
+    def flush(self) -> tuple[float, float]:
         now = time.monotonic()
         loss = float(self.total) / max(self.count, 1) if self.total is not None else math.nan
-        chars = (step - self.step) * data.batch_size * steps_per_example(data)
-        rate = chars / max(now - self.time, 1e-9)
-        self.step, self.time, self.total, self.count = step, now, None, 0
+        rate = self.positions / max(now - self.time, 1e-9)
+        self.time, self.total, self.count, self.positions = now, None, 0, 0
         return loss, rate
 
 
