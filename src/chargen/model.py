@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ModelConfig
+from .config import KERAS1_ORTHOGONAL_GAIN, ModelConfig
 from .encoding import fixed_table, input_width
 from .framing import STREAM, Framing
 from .regularize import RecurrentRegularizer, make_dropout
@@ -55,9 +55,9 @@ class RNNLanguageModel(nn.Module):
     def _init_like_keras(self) -> None:
         """Keras 1.x's defaults (the 2016 tutorials'), which kept one kernel per gate:
         glorot-uniform input kernels with fan-out = hidden, an orthogonal recurrent kernel per
-        gate, zero biases but 1 on the LSTM forget gate (PyTorch's gate order i, f, g, o), a
-        glorot-uniform head and uniform +-0.05 embeddings. PyTorch draws every weight from
-        +-1/sqrt(hidden) and leaves the forget gate's bias near 0."""
+        gate scaled by 1.1, zero biases but 1 on the LSTM forget gate (PyTorch's gate order
+        i, f, g, o), a glorot-uniform head and uniform +-0.05 embeddings. PyTorch draws every
+        weight from +-1/sqrt(hidden) and leaves the forget gate's bias near 0."""
         size = self.config.hidden_size
         for name, param in self.rnn.named_parameters():
             if name.startswith("weight_ih"):
@@ -65,7 +65,7 @@ class RNNLanguageModel(nn.Module):
                 nn.init.uniform_(param, -limit, limit)
             elif name.startswith("weight_hh"):
                 for gate in param.split(size):
-                    nn.init.orthogonal_(gate)
+                    nn.init.orthogonal_(gate, gain=KERAS1_ORTHOGONAL_GAIN)
             else:
                 param.zero_()
                 if self.config.cell == "lstm" and name.startswith("bias_ih"):
