@@ -25,6 +25,7 @@ from chargen.documents import (
     unit_bounds,
 )
 from chargen.errors import ChargenError, ConfigError
+from chargen.finetune import initial_weights, load_base
 from chargen.tokenizer import ByteTokenizer, CharTokenizer, tokenizer_from_dict
 from chargen.words import WordTokenizer
 
@@ -220,13 +221,25 @@ def test_serve_and_export_refuse_document_runs(line_run, tmp_path):
         create_app(model)
 
 
-def test_fine_tuning_refuses_document_runs(line_run, tmp_path):
+def test_fine_tuning_a_document_run_keeps_its_markers(line_run, tmp_path):
     corpus = tmp_path / "more.txt"
-    corpus.write_text("hello world\n" * 20)
-    with pytest.raises(ConfigError, match="--init-from"):
-        api.train(str(corpus), str(tmp_path / "tuned"), init_from=str(line_run), quiet=True,
-                  max_steps=1)
-    assert not (tmp_path / "tuned").exists()
+    corpus.write_text("hello world\nZebra crossing\n" * 20)
+    tuned = api.train(str(corpus), str(tmp_path / "tuned"), init_from=str(line_run), quiet=True,
+                      extend_vocab=True, max_steps=2)
+    base, tokenizer = load_base(str(line_run)), RunDir(tuned.run_dir).read_tokenizer()
+    assert "Z" in tokenizer.chars and tokenizer.end_id > base.tokenizer.end_id
+    weights = initial_weights(base, tokenizer)
+    for name in ("embedding.weight", "head.weight", "head.bias"):
+        for marker in ("start_id", "end_id"):
+            new, old = getattr(tokenizer, marker), getattr(base.tokenizer, marker)
+            assert torch.equal(weights[name][new], base.weights[name][old]), (name, marker)
+    model = api.load(str(tuned.run_dir))
+    assert model.document_unit == "line"
+    assert all("\n" not in text for text in model.sample(num=4, length=60, seed=0))
+    with pytest.raises(ConfigError, match="--batching"):
+        api.train(str(corpus), str(tmp_path / "streamed"), init_from=str(line_run), quiet=True,
+                  batching="stream", max_steps=1)
+    assert not (tmp_path / "streamed").exists()
 
 
 def test_resume_is_exact(tmp_path):

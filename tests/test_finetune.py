@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -96,3 +97,27 @@ def test_fine_tuning_refuses_a_new_model_shape(tmp_path, base_run):
                   init_from=str(base_run), freeze_layers=5, max_steps=2, seq_len=32,
                   batch_size=8)
     assert not (tmp_path / "y").exists()
+
+
+def test_fine_tuning_keeps_how_the_base_run_read_its_text(tmp_path):
+    """A window run on lowercased text (the alice presets' recipe): the fine-tune reads the new
+    corpus the same way, so its capitals need no --extend-vocab, and keeps the base's framing
+    and optimiser; flags still override, and the base's step budget is not inherited."""
+    (tmp_path / "base.txt").write_text(make_text(4000).lower())
+    recipe = dict(batching="window", window=12, window_layout="features", input_encoding="scalar",
+                  lowercase=True, optimizer="adam", schedule="constant", val_fraction=0.0,
+                  keep="train-loss")
+    base = api.train(str(tmp_path / "base.txt"), str(tmp_path / "base"), quiet=True,
+                     **tiny_settings(max_steps=4, **recipe)).run_dir
+    tuned = api.train(str(_new_corpus(tmp_path)), str(tmp_path / "tuned"), quiet=True,
+                      init_from=str(base), max_steps=3, batch_size=4)
+    base_config, config = api.load(str(base)).config, api.load(str(tuned.run_dir)).config
+    assert tuned.steps == 3
+    assert config.data == dataclasses.replace(base_config.data, batch_size=4)
+    assert config.train.optimizer == "adam" and config.train.schedule == "constant"
+    assert config.train.max_steps == 3 and base_config.train.max_steps == 4
+    assert len(api.load(str(tuned.run_dir)).sample("the quick brown", length=5, seed=0)[0]) == 5
+    with pytest.raises(ConfigError, match="--unknown replace"):  # scalar inputs scale by vocab
+        api.train(str(_new_corpus(tmp_path)), str(tmp_path / "grown"), quiet=True,
+                  init_from=str(base), lowercase=False, extend_vocab=True, max_steps=1)
+    assert not (tmp_path / "grown").exists()

@@ -82,9 +82,9 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     base = load_base(init_from) if init_from is not None else None
     if base is not None:
         config = derive_config(base, overrides)
-        if "documents" in (config.data.batching, base.config.data.batching):
-            raise ConfigError("--init-from does not work with document runs (--batching "
-                              "documents) yet; train the document run from scratch")
+        if (config.data.batching == "documents") != (base.config.data.batching == "documents"):
+            raise ConfigError("--batching documents gives a model two more ids than other runs:"
+                              " --init-from keeps the base run's (drop --batching)")
     else:
         config = (config or RunConfig()).with_overrides(overrides).validate()
     if config.train.max_steps is None and config.train.epochs is None and config.train.max_time is None:

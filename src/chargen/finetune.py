@@ -34,9 +34,15 @@ def load_base(path: str) -> Base:
     return Base(run, run.read_config(), run.read_tokenizer(), weights)
 
 
+# Settings a fine-tune never takes from its base: how long to train is about the new corpus,
+# the device about this machine, and frozen layers about this fine-tune.
+NOT_INHERITED = ("max_steps", "max_time", "epochs", "device", "freeze_layers")
+
+
 def derive_config(base: Base, overrides: dict) -> RunConfig:
-    """The new run's settings: the model and tokenizer kind of the base, the rest from the
-    defaults and flags; a flag that would reshape the model is refused."""
+    """The new run's settings: the base run's (its model, how it read text, its framing and its
+    optimiser) with the flags on top, the learning rate a quarter of the base's unless given;
+    a flag that would reshape the model or change the tokenizer is refused."""
     given = {k: v for k, v in overrides.items() if v is not None}
     for name, value in given.items():
         if hasattr(base.config.model, name) and getattr(base.config.model, name) != value:
@@ -46,27 +52,34 @@ def derive_config(base: Base, overrides: dict) -> RunConfig:
     if given.get("tokenizer", base.config.data.tokenizer) != base.config.data.tokenizer:
         raise ConfigError("--tokenizer conflicts with the base run's; --init-from keeps it")
     given.setdefault("lr", base.config.train.lr * FINETUNE_LR_FACTOR)
-    config = RunConfig(model=base.config.model).with_overrides(
-        {"tokenizer": base.config.data.tokenizer, **given})
-    return config.validate()
+    defaults = RunConfig().train
+    reset = {name: getattr(defaults, name) for name in NOT_INHERITED}
+    inherited = dataclasses.replace(base.config, train=dataclasses.replace(base.config.train, **reset))
+    return inherited.with_overrides(given).validate()
 
 
 def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool,
                         unknown: str) -> Tokenizer:
     """The base vocabulary, grown by the corpus's new characters with `extend`; otherwise new
-    characters are an error, or (unknown='replace') trained as the unknown id."""
-    if not isinstance(base.tokenizer, CharTokenizer):
-        return base.tokenizer
-    new = sorted(set(corpus_tokenizer.chars) - set(base.tokenizer.chars))
+    characters are an error, or (unknown='replace') trained as the unknown id. A document
+    run's markers are left to documents.with_markers, which appends them after the text ids."""
+    known = _text_tokenizer(base.tokenizer)
+    if not isinstance(known, CharTokenizer):
+        return known
+    new = sorted(set(corpus_tokenizer.chars) - set(known.chars))
     if not new:
-        return base.tokenizer
+        return known
+    if extend and base.config.model.input_encoding != "embedding":
+        raise ConfigError(f"--extend-vocab needs a base run with an embedding input: its "
+                          f"{base.config.model.input_encoding} input is sized by the vocabulary;"
+                          " train the new characters as unknown with --unknown replace")
     if extend:
         log.info("extending the vocabulary by %d characters: %s", len(new), "".join(new)[:80])
-        return CharTokenizer(base.tokenizer.chars + new)
+        return CharTokenizer(known.chars + new)
     if unknown == "replace":
         log.warning("%d characters the base run never saw are trained as [UNK]: %s", len(new),
                     "".join(new)[:80])
-        return base.tokenizer
+        return known
     shown = " ".join(repr(c) for c in new[:20])
     raise TokenizerError(f"the corpus has {len(new)} characters the base run never saw: {shown};"
                          " add them with --extend-vocab, or train them as unknown with "
@@ -75,21 +88,28 @@ def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool,
 
 def initial_weights(base: Base, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
     """The base weights with the vocabulary rows moved to the new ids. New characters get the
-    mean embedding and output row, and the lowest output bias, so they start unlikely."""
-    if not isinstance(tokenizer, CharTokenizer) or tokenizer.chars == base.tokenizer.chars:
+    mean embedding and output row, and the lowest output bias, so they start unlikely; a
+    document run's two markers, the last ids of both vocabularies, keep their rows."""
+    old, new = _text_tokenizer(base.tokenizer), _text_tokenizer(tokenizer)
+    if not isinstance(new, CharTokenizer) or new.chars == old.chars:
         return base.weights
-    old_ids = {c: i + 1 for i, c in enumerate(base.tokenizer.chars)}
-    source = torch.tensor([old_ids.get(c, -1) for c in ["", *tokenizer.chars]])
-    source[0] = base.tokenizer.unknown_id
+    old_ids = {c: i + 1 for i, c in enumerate(old.chars)}
+    source = torch.tensor([old.unknown_id, *(old_ids.get(c, -1) for c in new.chars),
+                           *range(old.vocab_size, base.tokenizer.vocab_size)])
     weights = dict(base.weights)
     for name in ("embedding.weight", "head.weight", "head.bias"):
-        old = base.weights[name]
-        fill = old.min() if name == "head.bias" else old.mean(dim=0)
-        grown = fill.expand(len(source), *old.shape[1:]).clone()
+        old_rows = base.weights[name]
+        fill = old_rows.min() if name == "head.bias" else old_rows.mean(dim=0)
+        grown = fill.expand(len(source), *old_rows.shape[1:]).clone()
         known = source >= 0
-        grown[known] = old[source[known]]
+        grown[known] = old_rows[source[known]]
         weights[name] = grown
     return weights
+
+
+def _text_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
+    """A document run's tokenizer without its two markers (documents.MarkedTokenizer)."""
+    return getattr(tokenizer, "base", tokenizer)
 
 
 def freeze_lower_layers(model: RNNLanguageModel, layers: int) -> None:
