@@ -40,7 +40,10 @@ def _add_framing_flags(parser, model, data) -> None:
     """The tutorials' framings, input encodings and checkpoint rule (framing.py, encoding.py)."""
     model.add_argument("--input-encoding", choices=("embedding", "onehot", "scalar"),
                        help="embedding (default), one-hot, or scalar: id / vocabulary size")
-    model.add_argument("--input-dropout", type=float, metavar="P")
+    model.add_argument("--input-dropout", type=float, metavar="P",
+                       help="dropout on the input features, element by element, as a Keras "
+                            "Dropout layer before the LSTM (default 0; --embedding-dropout "
+                            "is the same, but one mask per sequence with --locked-dropout)")
     model.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
                        help="read the window both ways (window framings only)")
     model.add_argument("--init", choices=("torch", "keras"),
