@@ -197,7 +197,9 @@ def test_bad_input_table(bad_inputs, trained_run, capsys, monkeypatch):
             monkeypatch.setenv(key, value)
         before = _snapshot(bad_inputs) | _snapshot(trained_run)
         assert main(argv) == code, argv
-        err = capsys.readouterr().err.strip().splitlines()
+        captured = capsys.readouterr()
+        assert captured.out == "", argv  # nothing half-printed before the error
+        err = captured.err.strip().splitlines()
         assert err[-1].startswith("chargen: error:"), (argv, err)
         assert words.lower() in err[-1].lower(), (argv, err[-1])
         assert not any("Traceback" in line for line in err), argv

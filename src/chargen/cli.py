@@ -368,8 +368,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _print_samples(model, prime: str, settings: dict) -> None:
     out = sys.stdout
     if settings["num"] == 1:
-        out.write(prime)
-        for piece in model.generate(prime, **settings):
+        pieces = iter(model.generate(prime, **settings))
+        first = next(pieces, "")  # a prompt the model cannot read fails here, before any output
+        out.write(prime + first)
+        for piece in pieces:
             out.write(piece)
             out.flush()
         out.write("\n")
