@@ -1,6 +1,8 @@
 """Document mode: units as separate sequences with [start] and [end] markers."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -208,17 +210,32 @@ def test_beam_search_finds_whole_units(line_run):
     assert sorted(model.sample(beam=3, num=3, length=100)) == sorted(LINES)
 
 
-def test_serve_and_export_refuse_document_runs(line_run, tmp_path):
-    model = api.load(str(line_run))
-    from chargen.export import export_run
-
-    with pytest.raises(ChargenError, match="document runs"):
-        export_run(str(line_run), str(tmp_path / "export"))
+def test_serve_refuses_document_runs(line_run):
     pytest.importorskip("fastapi")
     from chargen.serve import create_app
 
     with pytest.raises(ChargenError, match="document runs"):
-        create_app(model)
+        create_app(api.load(str(line_run)))
+
+
+def test_an_onnx_export_samples_whole_units_as_the_run_does(line_run, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from chargen.export import export_run
+    from chargen.onnx_sampler import load_export
+
+    model, exported = api.load(str(line_run)), load_export(export_run(str(line_run), str(tmp_path / "x")))
+    assert exported.document_unit == "line"
+    for prime in (None, "g", "see"):
+        expected = model.sample(prime, greedy=True, length=200, precision="fp32")
+        assert exported.sample(prime, greedy=True, length=200) == expected
+    texts = exported.sample(num=8, length=200, seed=1, temperature=0.5)
+    assert all(text and "\n" not in text and len(text) < 40 for text in texts)  # ended at [end]
+    script = ("import sys\nfrom chargen.cli import main\n"
+              f"rc = main(['sample', {str(tmp_path / 'x')!r}, '--greedy', '--num', '2'])\n"
+              "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == model.sample(greedy=True, num=2, length=500)
 
 
 def test_fine_tuning_a_document_run_keeps_its_markers(line_run, tmp_path):

@@ -310,7 +310,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
                             repetition_penalty=args.repetition_penalty,
                             beam=args.beam, length_norm=args.length_norm).validate()
     if is_export(args.run):
-        _print_samples(_load_export_for(args), args.prime, vars(settings))
+        exported = _load_export_for(args)
+        if exported.document_unit:
+            _print_units(exported, args.prime or "", vars(settings))
+        else:
+            _print_samples(exported, args.prime, vars(settings))
         return 0
     from . import api
 
@@ -348,12 +352,13 @@ def _load_export_for(args: argparse.Namespace):
                                  "--which, or export the run again with --which")
     if args.device != "cpu":
         raise ChargenError_usage("an ONNX export samples on the CPU (onnxruntime): drop --device")
-    if args.prime is None:
-        raise ChargenError_usage(NO_PROMPT)
     if args.beam:
         raise ChargenError_usage("--beam runs on a trained run, not on an ONNX export: sample the "
                                  "run itself, or drop --beam")
-    return load_export(args.run)
+    exported = load_export(args.run)
+    if args.prime is None and not exported.document_unit:  # a unit starts at [start]
+        raise ChargenError_usage(NO_PROMPT)
+    return exported
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -29,11 +29,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import ConfigError, CorpusError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: an ONNX export's sampler reads
+    import torch  # a document run's tokenizer and markers from here without torch
 
 log = logging.getLogger("chargen")
 UNITS = ("line", "sentence", "paragraph")
@@ -221,6 +224,8 @@ def gather_pieces(docs: Documents, units: np.ndarray, offsets: np.ndarray,
     padding = np.arange(width)[None, :] >= span[:, None]
     inputs, targets = tokens[:, :-1].copy(), tokens[:, 1:].copy()
     inputs[padding], targets[padding] = docs.end_id, IGNORE
+    import torch
+
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 
 
@@ -253,12 +258,18 @@ class DocumentBatches:
 
 
 # -- generation -----------------------------------------------------------------------------
-def document_prompt(tokenizer, prime: str | None, unknown: str) -> torch.Tensor:
-    """[start] + the prime's ids (no prime: [start] alone)."""
+def document_prompt_ids(tokenizer, prime: str | None, unknown: str) -> np.ndarray:
+    """[start] + the prime's ids (no prime: [start] alone), int64."""
     from .tokenizer import encode_prompt
 
     ids = encode_prompt(tokenizer, prime, unknown) if prime else np.empty(0, dtype=np.int64)
-    return torch.from_numpy(np.concatenate([[tokenizer.start_id], ids]).astype(np.int64))
+    return np.concatenate([[tokenizer.start_id], ids]).astype(np.int64)
+
+
+def document_prompt(tokenizer, prime: str | None, unknown: str) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(document_prompt_ids(tokenizer, prime, unknown))
 
 
 def until_end(id_rows, end_id: int):

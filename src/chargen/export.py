@@ -2,7 +2,9 @@
 
 The step model takes ids (batch,) and the recurrent state ((layers, batch, hidden): h, and c
 for an LSTM) and returns logits (batch, vocab) and the new state; the batch size is dynamic.
-The export directory is self-contained: onnx_sampler.py generates from it without torch.
+The export directory is self-contained: onnx_sampler.py generates from it without torch (a
+document run's [start] and [end] ids are in its tokenizer.json). Window runs are refused: they
+predict from a whole window read afresh for every token, not from a carried state.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 from . import __version__
 from .checkpoint import TOKENIZER, _umask
 from .config import DataConfig, ModelConfig
-from .errors import ChargenError, CheckpointError
+from .errors import ChargenError, CheckpointError, ConfigError
 from .model import RNNLanguageModel
 from .onnx_sampler import EXPORT_FORMAT_VERSION, INSTALL_HINT, META_FILE, MODEL_FILE, state_names
 from .tokenizer import Tokenizer, save_tokenizer_json
@@ -58,9 +60,10 @@ def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, 
                  source: dict | None = None) -> Path:
     """The export directory for a model and its tokenizer, written whole or not at all."""
     _check_free(target)
-    from .documents import refuse_documents
-
-    refuse_documents("ONNX export", tokenizer)
+    if net.framing.windowed:
+        raise ConfigError("ONNX export writes a one-step generator that carries its state, but a "
+                          "window run (--batching window, variable-window or prefix) reads a "
+                          "whole window for every character: sample the run itself")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=_existing_parent(target)))
     staging.chmod(0o777 & ~_umask())  # mkdtemp's is 0o700: give it a plain directory's mode

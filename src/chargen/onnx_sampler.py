@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .config import SampleConfig
+from .documents import document_prompt_ids, until_end
 from .errors import ChargenError, CheckpointError, ConfigError
 from .npsampling import choose, penalize_repetition
 from .pieces import SampleMethods, text_pieces
@@ -110,13 +111,24 @@ class ExportedModel(SampleMethods):
             logits, state = self.step(next_ids, state)
             yield next_ids
 
+    @property
+    def document_unit(self) -> str | None:
+        """line, sentence or paragraph for a document run's export (each sample is one)."""
+        return getattr(self.tokenizer, "document_unit", None)
+
     def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
-        """Yields one text piece per sample per step; settings are SampleConfig fields."""
+        """Yields one text piece per sample per step; settings are SampleConfig fields. A
+        document run's samples start at [start] (then the prime, if any) and stop at [end]."""
         config = SampleConfig(**settings).validate()
-        if prime is None:
+        if self.document_unit:
+            prompt = document_prompt_ids(self.tokenizer, prime, config.unknown)
+        elif prime is None:
             raise ConfigError(NO_PROMPT)
-        prompt = encode_prompt(self.tokenizer, prime, config.unknown).astype(np.int64)
+        else:
+            prompt = encode_prompt(self.tokenizer, prime, config.unknown).astype(np.int64)
         id_rows = (ids.tolist() for ids in self.generate_ids(prompt, config))
+        if self.document_unit:
+            id_rows = until_end(id_rows, self.tokenizer.end_id)
         yield from text_pieces(id_rows, self.tokenizer, config)
 
 
