@@ -26,7 +26,7 @@ from chargen.documents import (
     piece_plan,
     unit_bounds,
 )
-from chargen.errors import ChargenError, ConfigError
+from chargen.errors import ConfigError
 from chargen.finetune import initial_weights, load_base
 from chargen.tokenizer import ByteTokenizer, CharTokenizer, tokenizer_from_dict
 from chargen.words import WordTokenizer
@@ -208,14 +208,6 @@ def test_beam_search_finds_whole_units(line_run):
     model = api.load(str(line_run))
     assert model.sample("g", beam=3, length=100) == ["ood morning"]
     assert sorted(model.sample(beam=3, num=3, length=100)) == sorted(LINES)
-
-
-def test_serve_refuses_document_runs(line_run):
-    pytest.importorskip("fastapi")
-    from chargen.serve import create_app
-
-    with pytest.raises(ChargenError, match="document runs"):
-        create_app(api.load(str(line_run)))
 
 
 def test_an_onnx_export_samples_whole_units_as_the_run_does(line_run, tmp_path):

@@ -14,10 +14,12 @@ import pytest
 pytest.importorskip("fastapi", reason="chargen[serve] is not installed")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 
+from conftest import tiny_settings  # noqa: E402
 from live_server import LiveServer  # noqa: E402
 
 from chargen import api  # noqa: E402
 from chargen.cli import main  # noqa: E402
+from chargen.errors import ChargenError  # noqa: E402
 from chargen.serve import ServeLimits  # noqa: E402
 
 WAIT = 60.0  # seconds: generous bound for a loaded machine; only reached on failure
@@ -223,3 +225,37 @@ def test_cli_serve_end_to_end_on_port_zero(trained_run):
     finally:
         server.terminate()
         server.wait(timeout=WAIT)
+
+
+LINES = ["hello world", "good morning", "see you soon"]
+
+
+def test_a_document_run_serves_whole_units_like_the_api(tmp_path):
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(LINES * 40) + "\n")
+    run = api.train(str(corpus), str(tmp_path / "lines"), quiet=True,
+                    **tiny_settings(batching="documents", hidden_size=48, lr=1e-2, max_steps=120,
+                                    eval_every=60, val_fraction=0.1)).run_dir
+    model = api.load(str(run), device="cpu")
+    with LiveServer(model, ServeLimits(precision="fp32")) as live, \
+            httpx.Client(base_url=live.url, timeout=WAIT) as http:
+        assert http.get("/info").json()["document_unit"] == "line"
+        greedy = http.post("/generate", json={"prime": "g", "temperature": 0, "length": 200}).json()
+        assert greedy["texts"] == model.sample("g", greedy=True, length=200, precision="fp32")
+        body = {"temperature": 0.5, "num": 4, "seed": 3, "length": 200}
+        units = http.post("/generate", json=body).json()
+        streamed, done = _streamed(http, **body)
+    assert units["texts"] == model.sample(**body, precision="fp32") == streamed
+    assert all(text and "\n" not in text for text in units["texts"])
+    assert done["tokens"] < 200  # every sample reached [end] before the length
+
+
+def test_window_runs_are_not_served(tmp_path):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text("abcdefghij" * 60)
+    run = api.train(str(corpus), str(tmp_path / "window"), quiet=True,
+                    **tiny_settings(batching="window", window=4, max_steps=1)).run_dir
+    from chargen.serve import create_app
+
+    with pytest.raises(ChargenError, match="window run"):
+        create_app(api.load(str(run), device="cpu"))

@@ -66,6 +66,8 @@ class Generation:
         self.watches = [StopWatch(self.settings.stop) for _ in range(self.settings.num)]
         self.steps, self.chars, self.started = 0, 0, time.perf_counter()
         self._uniforms: list[list[float]] = []
+        self.end_id = getattr(tokenizer, "end_id", None)  # a document run's [end]
+        self.ended = [False] * self.settings.num
 
     def next_uniforms(self) -> list[float]:
         """This step's random number per sample. Drawn from the generator a block of steps at
@@ -82,13 +84,17 @@ class Generation:
         return (True, 0, 1.0) if greedy else (False, self.settings.top_k, self.settings.top_p)
 
     def advance(self, ids: list[int]) -> bool:
-        """Turn this step's ids into text for the owner; -> True once the generation is over."""
+        """Turn this step's ids into text for the owner; -> True once the generation is over.
+        A document run's sample ends at [end] (decoded as nothing): it stays ended."""
         self.steps += 1
+        if self.end_id is not None:
+            ids = [self.end_id if done else token for done, token in zip(self.ended, ids)]
+            self.ended = [token == self.end_id for token in ids]
         pieces = [decode([token]) for decode, token in zip(self.decoders, ids)]
         if self.settings.stop:
             pieces = [watch.feed(piece) for watch, piece in zip(self.watches, pieces)]
-        over = self.steps >= self.settings.length or (
-            bool(self.settings.stop) and all(watch.done for watch in self.watches))
+        over = (self.steps >= self.settings.length or all(self.ended) or (
+            bool(self.settings.stop) and all(watch.done for watch in self.watches)))
         if over and self.settings.stop:
             pieces = [piece + watch.flush() for piece, watch in zip(pieces, self.watches)]
         self._send(pieces)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ConfigError, CorpusError
+from .errors import CorpusError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: an ONNX export's sampler reads
     import torch  # a document run's tokenizer and markers from here without torch
@@ -93,12 +93,6 @@ def with_markers(tokenizer, data):
 def document_unit(tokenizer) -> str | None:
     """The unit of a document run, None for any other."""
     return tokenizer.document_unit if isinstance(tokenizer, MarkedTokenizer) else None
-
-
-def refuse_documents(what: str, tokenizer) -> None:
-    if isinstance(tokenizer, MarkedTokenizer):
-        raise ConfigError(f"{what} does not work on document runs (--batching documents) yet; "
-                          "use chargen sample on the run")
 
 
 # -- finding the units ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batcher import Batcher, Busy, Generation, Settings
+from .documents import document_prompt
 from .errors import ChargenError, ConfigError
 
 log = logging.getLogger("chargen")
@@ -49,7 +50,8 @@ class ServeLimits:
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prime: str | None = Field(None, description="text to continue; empty: a random training slice")
+    prime: str | None = Field(None, description="text to continue; empty: a random training "
+                                                "slice (a document run: a whole new unit)")
     length: int = Field(200, ge=0)
     temperature: float = Field(1.0, ge=0)
     top_k: int = Field(0, ge=0)
@@ -128,9 +130,10 @@ class _GenerationStream(StreamingResponse):
 def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     """The ASGI app serving `model` (a chargen.api.LanguageModel)."""
     limits = (limits or ServeLimits()).validate()
-    from .documents import refuse_documents
-
-    refuse_documents("chargen serve", model.tokenizer)
+    if model.net.framing.windowed:
+        raise ConfigError("chargen serve steps one token at a time with a carried state, but a "
+                          "window run (--batching window, variable-window or prefix) reads a "
+                          "whole window for every character: sample the run itself")
     info = _model_info(model, limits)
 
     @asynccontextmanager
@@ -161,8 +164,9 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         try:
             body = await _read_body(request)
             _check_limits(body, limits)
-            prime = body.prime or model.random_prime(body.seed)
-            prompt = model.encode_prompt(prime, body.unknown)
+            prime = body.prime or model.random_prime(body.seed)  # a document run's: ""
+            prompt = (document_prompt(model.tokenizer, prime, body.unknown) if model.document_unit
+                      else model.encode_prompt(prime, body.unknown))
         except HTTPProblem as err:
             return _error(err.status, str(err))
         except ChargenError as err:
@@ -269,6 +273,7 @@ def _model_info(model, limits: ServeLimits) -> dict:
     return {
         "run": summary["run"], "model": summary["config"]["model"],
         "tokenizer": model.tokenizer.kind, "vocabulary": summary["vocabulary"],
+        "document_unit": model.document_unit,  # each sample one line, sentence or paragraph
         "parameters": summary["parameters"],
         "best_val": best if best is not None and math.isfinite(best) else None,
         "best_step": summary.get("best_step"), "steps": summary.get("steps"),
