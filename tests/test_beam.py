@@ -9,6 +9,7 @@ from chargen.beam import beam_search, continuation_log_prob
 from chargen.cli import main
 from chargen.config import ModelConfig, SampleConfig
 from chargen.errors import ConfigError
+from chargen.framing import Framing
 from chargen.model import RNNLanguageModel
 from chargen.sampling import generate_ids
 from chargen.tokenizer import CharTokenizer
@@ -60,6 +61,26 @@ def test_a_wide_enough_beam_finds_the_exact_best_sequences():
                         for ids in itertools.product(allowed, repeat=length))[::-1]
     found = _search(model, length=length, beam=len(allowed) ** (length - 1), num=3)
     assert [h.ids for h in found] == [ids for _, ids in exhaustive[:3]]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_window_models_search_over_sliding_windows(bidirectional):
+    torch.manual_seed(5)
+    vocab = TOKENIZER.vocab_size
+    config = ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0,
+                         bidirectional=bidirectional)
+    model = RNNLanguageModel(config, vocab, Framing("window", 2, "time-steps", vocab)).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(8.0)
+    greedy = [int(ids) for ids in generate_ids(
+        model, PROMPT, SampleConfig(length=8, greedy=True, precision="fp32"), [0])]
+    assert list(_search(model, length=8, beam=1)[0].ids) == greedy
+    length, allowed = 3, range(1, vocab)
+    exhaustive = sorted((continuation_log_prob(model, PROMPT, ids, [0]), ids)
+                        for ids in itertools.product(allowed, repeat=length))[::-1]
+    found = _search(model, length=length, beam=len(allowed) ** (length - 1), num=3)
+    assert [h.ids for h in found] == [ids for _, ids in exhaustive[:3]]
+    assert found[0].log_prob == pytest.approx(exhaustive[0][0], abs=1e-4)
 
 
 def test_beam_search_is_deterministic_and_sorted():

@@ -1,6 +1,7 @@
 """Beam search: the likeliest continuations of a prompt, rather than samples.
 
-All live beams advance together as one batch through the one-token Decoder. Every live beam
+All live beams advance together as one batch through the one-token Decoder (a window model
+reads each beam's last window afresh instead, as its sampling does). Every live beam
 has the same length, so within a step they are ranked by total log-probability; a beam that
 meets a stop sequence is finished and kept aside. Finished beams differ in length: with
 `length_norm` they are ranked by log-probability per token, otherwise in total (which favours
@@ -18,6 +19,7 @@ from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
 from .sampling import banned_bias, consume_prompt, penalize_repetition
+from .sliding import initial_windows
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,18 @@ def _stop_cut(text: str, stops: Sequence[str]) -> int | None:
 
 
 class _Beams:
-    """The live beams: their ids, scores and decoder state, reordered as they branch."""
+    """The live beams: their ids and scores, and what scores each one's next token."""
 
     def __init__(self, model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig):
         device = next(model.parameters()).device
-        self.decoder = Decoder(model, decode_dtype(device, config.beam, model.config.hidden_size,
-                                                   config.precision), rows=config.beam)
-        self.logits, state = consume_prompt(model, prompt.to(device))
-        self.layers = self.decoder.split_state(state)
+        prompt = prompt.to(device)
         self.ids: list[tuple[int, ...]] = [()]
         self.scores = torch.zeros(1, device=device)
         self.seen = None
         if config.repetition_penalty != 1.0:
             self.seen = torch.zeros(1, model.vocab_size, dtype=torch.bool, device=device)
-            self.seen[:, prompt.to(device)] = True
+            self.seen[:, prompt] = True
+        self.logits = self._start(model, prompt, config)
 
     def candidates(self, bias, penalty: float) -> torch.Tensor:
         """(live, vocab) total log-probability of every one-token extension."""
@@ -67,8 +67,43 @@ class _Beams:
         if self.seen is not None:
             self.seen = self.seen.index_select(0, rows)
             self.seen[torch.arange(len(tokens), device=device), next_ids] = True
+        self.logits = self._step(rows, next_ids)
+
+
+class _StatefulBeams(_Beams):
+    """Stream, sequence and document models: each beam carries its state through the
+    one-token Decoder."""
+
+    def _start(self, model, prompt, config) -> torch.Tensor:
+        self.decoder = Decoder(model, decode_dtype(prompt.device, config.beam,
+                                                   model.config.hidden_size, config.precision),
+                               rows=config.beam)
+        logits, state = consume_prompt(model, prompt)
+        self.layers = self.decoder.split_state(state)
+        return logits
+
+    def _step(self, rows, next_ids) -> torch.Tensor:
         state = select_state(self.decoder.join_state(self.layers), rows)
-        self.logits, self.layers = self.decoder.step(next_ids, self.decoder.split_state(state))
+        logits, self.layers = self.decoder.step(next_ids, self.decoder.split_state(state))
+        return logits
+
+
+class _WindowBeams(_Beams):
+    """Window models: each beam's last `window` ids are read afresh for every token, as the
+    tutorials' sliding-window generation does (sliding.py)."""
+
+    def _start(self, model, prompt, config) -> torch.Tensor:
+        self.model = model
+        self.windows = initial_windows(prompt, 1, model.framing.window, model.framing.pad_id)
+        return self._score()
+
+    def _step(self, rows, next_ids) -> torch.Tensor:
+        kept = self.windows.index_select(0, rows)[:, 1:]
+        self.windows = torch.cat([kept, next_ids[:, None]], dim=1)
+        return self._score()
+
+    def _score(self) -> torch.Tensor:
+        return self.model(self.windows)[0][:, -1].float()
 
 
 @torch.inference_mode()
@@ -80,7 +115,7 @@ def beam_search(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
     banned = tokenizer.never_sample
     width = min(config.beam, model.vocab_size - len(banned))
     bias = banned_bias(model.vocab_size, banned, prompt.device)
-    beams = _Beams(model, prompt, config)
+    beams = (_WindowBeams if model.framing.windowed else _StatefulBeams)(model, prompt, config)
     bias = None if bias is None else bias.to(beams.scores.device)
     finished: list[Hypothesis] = []
     end_id = getattr(tokenizer, "end_id", None)  # a document run's [end] finishes a beam
@@ -126,8 +161,14 @@ def continuation_log_prob(model: RNNLanguageModel, prompt: torch.Tensor, ids: Se
     """log P(ids | prompt) under the model, with the banned ids masked out as when generating."""
     with torch.inference_mode():
         full = torch.cat([prompt, torch.tensor(list(ids), dtype=prompt.dtype)])
-        logits, _ = model(full[:-1].view(1, -1))
-        logits = logits[0, len(prompt) - 1 :].float()
+        if model.framing.windowed:  # each token from the window before it
+            window, pad = model.framing.window, model.framing.pad_id
+            windows = torch.cat([initial_windows(full[:end], 1, window, pad)
+                                 for end in range(len(prompt), len(full))])
+            logits = model(windows)[0][:, -1].float()
+        else:
+            logits, _ = model(full[:-1].view(1, -1))
+            logits = logits[0, len(prompt) - 1 :].float()
         bias = banned_bias(model.vocab_size, banned, logits.device)
         logits = logits if bias is None else logits + bias
         log_probs = torch.log_softmax(logits, dim=-1)
