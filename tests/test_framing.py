@@ -187,12 +187,6 @@ def test_window_models_evaluate_windows(tmp_path):
     assert evaluation.tokens == len(make_text(300, seed=5)) - 4  # every full window
 
 
-def test_window_runs_are_not_exported_as_a_step_model(tmp_path):
-    result = _train_window_run(tmp_path, make_text(1500), max_steps=1)
-    code = main(["export", str(result.run_dir), "--out", str(tmp_path / "export")])
-    assert code == 2 and not (tmp_path / "export").exists()
-
-
 def test_window_sampling_slides_and_continues_the_alphabet(tmp_path):
     alphabet = "abcdefghijklmnopqrstuvwxyz"
     result = _train_window_run(tmp_path, alphabet * 12, val_fraction=0.0, keep="train-loss",

@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="cpu")
 
     # -- ONNX export (issue #3) ------------------------------------------------------------
-    export = commands.add_parser("export", help="write a run's one-step generator as ONNX")
+    export = commands.add_parser("export", help="write a run's generator as ONNX (onnxruntime samples it)")
     export.add_argument("run", help="run directory")
     export.add_argument("--format", choices=("onnx",), default="onnx")
     export.add_argument("--out", help="export directory (default RUN/export-onnx; never reused)")

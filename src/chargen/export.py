@@ -1,10 +1,12 @@
-"""Export a trained run's one-step generator to ONNX, beside its tokenizer.
+"""Export a trained run's generator to ONNX, beside its tokenizer.
 
 The step model takes ids (batch,) and the recurrent state ((layers, batch, hidden): h, and c
 for an LSTM) and returns logits (batch, vocab) and the new state; the batch size is dynamic.
+A window run (--batching window, variable-window, prefix) predicts from a whole window read
+afresh for every token, so its export is a window model instead: ids (batch, window) in,
+logits (batch, vocab) for the next token out; export.json's "window" and "pad_id" say so.
 The export directory is self-contained: onnx_sampler.py generates from it without torch (a
-document run's [start] and [end] ids are in its tokenizer.json). Window runs are refused: they
-predict from a whole window read afresh for every token, not from a carried state.
+document run's [start] and [end] ids are in its tokenizer.json).
 """
 
 from __future__ import annotations
@@ -25,10 +27,21 @@ from torch import nn
 from . import __version__
 from .checkpoint import TOKENIZER, _umask
 from .config import DataConfig, ModelConfig
-from .errors import ChargenError, CheckpointError, ConfigError
+from .errors import ChargenError, CheckpointError
 from .model import RNNLanguageModel
 from .onnx_sampler import EXPORT_FORMAT_VERSION, INSTALL_HINT, META_FILE, MODEL_FILE, state_names
 from .tokenizer import Tokenizer, save_tokenizer_json
+
+
+class WindowModel(nn.Module):
+    """A window of ids per row through the run's model; the logits after its last id."""
+
+    def __init__(self, net: RNNLanguageModel):
+        super().__init__()
+        self.net = net
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.net(ids)[0][:, -1]
 
 
 class StepModel(nn.Module):
@@ -60,17 +73,15 @@ def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, 
                  source: dict | None = None) -> Path:
     """The export directory for a model and its tokenizer, written whole or not at all."""
     _check_free(target)
-    if net.framing.windowed:
-        raise ConfigError("ONNX export writes a one-step generator that carries its state, but a "
-                          "window run (--batching window, variable-window or prefix) reads a "
-                          "whole window for every character: sample the run itself")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=_existing_parent(target)))
     staging.chmod(0o777 & ~_umask())  # mkdtemp's is 0o700: give it a plain directory's mode
     try:
-        write_step_model(net, staging / MODEL_FILE)
+        (write_window_model if net.framing.windowed else write_step_model)(net, staging / MODEL_FILE)
         (staging / TOKENIZER).write_text(save_tokenizer_json(tokenizer) + "\n", encoding="utf-8")
         meta = _metadata(net.config, tokenizer, data, source or {})
+        if net.framing.windowed:
+            meta.update(inputs=["ids"], window=net.framing.window, pad_id=net.framing.pad_id)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         _publish(staging, target)
     except BaseException:
@@ -93,6 +104,17 @@ def write_step_model(net: RNNLanguageModel, path: Path) -> None:
             step, (ids, *state), dynamo=True, input_names=["ids", *names],
             output_names=["logits", *(f"{name}_out" for name in names)],
             dynamic_shapes={"ids": {0: batch}, "state": tuple({1: batch} for _ in names)})
+        program.save(str(path), external_data=False)
+
+
+def write_window_model(net: RNNLanguageModel, path: Path) -> None:
+    """A window model's export: its whole forward pass over (batch, window) ids."""
+    ids = torch.zeros(2, net.framing.window, dtype=torch.long)
+    batch = torch.export.Dim("batch", min=1)
+    with _quiet_exporter():
+        program = torch.onnx.export(WindowModel(net.cpu().float()).eval(), (ids,), dynamo=True,
+                                    input_names=["ids"], output_names=["logits"],
+                                    dynamic_shapes={"ids": {0: batch}})
         program.save(str(path), external_data=False)
 
 

@@ -1,7 +1,8 @@
 """Generation from an ONNX export through onnxruntime and numpy: nothing here imports torch.
 
 The prompt goes through the step model one token at a time (batch 1); its state is then
-repeated for the samples, which run as one batch, one step per token.
+repeated for the samples, which run as one batch, one step per token. A window run's export
+reads each sample's last window instead, for every token.
 """
 
 from __future__ import annotations
@@ -93,9 +94,8 @@ class ExportedModel(SampleMethods):
     def generate_ids(self, prompt: np.ndarray, config: SampleConfig) -> Iterator[np.ndarray]:
         """prompt: (prompt_len,) ids. Yields config.length arrays of shape (config.num,)."""
         rng = np.random.default_rng(config.seed)
-        logits, state = self.consume_prompt(prompt)
-        logits = np.repeat(logits, config.num, axis=0)
-        state = [np.repeat(part, config.num, axis=1) for part in state]
+        logits, advance = (self._slide(prompt, config.num) if "window" in self.meta
+                           else self._carry(prompt, config.num))
         bias = np.zeros(logits.shape[-1], dtype=np.float32)
         bias[self.meta["never_sample"]] = -np.inf
         seen = None
@@ -108,8 +108,38 @@ class ExportedModel(SampleMethods):
             next_ids = choose(logits + bias, config, rng)
             if seen is not None:
                 seen[np.arange(config.num), next_ids] = True
-            logits, state = self.step(next_ids, state)
+            logits = advance(next_ids)
             yield next_ids
+
+    def _carry(self, prompt: np.ndarray, rows: int):
+        """A step model: the prompt's logits and state for each row, and the step function."""
+        logits, state = self.consume_prompt(prompt)
+        state = [np.repeat(part, rows, axis=1) for part in state]
+
+        def advance(next_ids: np.ndarray) -> np.ndarray:
+            nonlocal state
+            new_logits, state = self.step(next_ids, state)
+            return new_logits
+
+        return np.repeat(logits, rows, axis=0), advance
+
+    def _slide(self, prompt: np.ndarray, rows: int):
+        """A window model (sliding.py's way): each row's last `window` ids, left-padded,
+        read afresh for every token."""
+        window = self.meta["window"]
+        tail = prompt[-window:]
+        windows = np.full((rows, window), self.meta["pad_id"], dtype=np.int64)
+        windows[:, window - len(tail):] = tail
+
+        def read() -> np.ndarray:
+            return self.session.run(["logits"], {"ids": windows})[0]
+
+        def advance(next_ids: np.ndarray) -> np.ndarray:
+            nonlocal windows
+            windows = np.concatenate([windows[:, 1:], next_ids[:, None].astype(np.int64)], axis=1)
+            return read()
+
+        return read(), advance
 
     @property
     def document_unit(self) -> str | None:
