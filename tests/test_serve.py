@@ -14,12 +14,11 @@ import pytest
 pytest.importorskip("fastapi", reason="chargen[serve] is not installed")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 
-from conftest import tiny_settings  # noqa: E402
+from conftest import make_text, tiny_settings  # noqa: E402
 from live_server import LiveServer  # noqa: E402
 
 from chargen import api  # noqa: E402
 from chargen.cli import main  # noqa: E402
-from chargen.errors import ChargenError  # noqa: E402
 from chargen.serve import ServeLimits  # noqa: E402
 
 WAIT = 60.0  # seconds: generous bound for a loaded machine; only reached on failure
@@ -250,12 +249,17 @@ def test_a_document_run_serves_whole_units_like_the_api(tmp_path):
     assert done["tokens"] < 200  # every sample reached [end] before the length
 
 
-def test_window_runs_are_not_served(tmp_path):
+def test_a_window_run_is_served_by_sliding_windows_like_the_api(tmp_path):
     corpus = tmp_path / "text.txt"
-    corpus.write_text("abcdefghij" * 60)
+    corpus.write_text(make_text(3000, seed=4))
     run = api.train(str(corpus), str(tmp_path / "window"), quiet=True,
-                    **tiny_settings(batching="window", window=4, max_steps=1)).run_dir
-    from chargen.serve import create_app
-
-    with pytest.raises(ChargenError, match="window run"):
-        create_app(api.load(str(run), device="cpu"))
+                    **tiny_settings(batching="window", window=6, input_encoding="scalar",
+                                    max_steps=10)).run_dir
+    model = api.load(str(run), device="cpu")
+    body = {"prime": "The quick", "temperature": 0.8, "num": 3, "seed": 5, "length": 40}
+    with LiveServer(model, ServeLimits(precision="fp32")) as live, \
+            httpx.Client(base_url=live.url, timeout=WAIT) as http:
+        texts = http.post("/generate", json=body).json()["texts"]
+        greedy = http.post("/generate", json={**body, "temperature": 0, "num": 1}).json()["texts"]
+    assert texts == model.sample(**body)
+    assert greedy == model.sample("The quick", greedy=True, length=40)

@@ -1,5 +1,6 @@
 """Dynamic batching for the server: one worker thread owns the model, and every step runs one
-decoder step over the rows of all the generations in progress.
+decoder step over the rows of all the generations in progress (for a window model, one
+forward pass over every row's window).
 
 A generation (one request) joins with its prompt consumed and its `num` state rows appended;
 it leaves when it has its length, meets its stop sequences, or its client goes away. Rows are
@@ -23,6 +24,7 @@ import torch
 from .decode import Decoder, decode_dtype
 from .model import select_state
 from .sampling import StopWatch, banned_bias, consume_prompt, invert_cdf, top_k_filter, top_p_filter
+from .sliding import initial_windows
 
 log = logging.getLogger("chargen")
 
@@ -117,16 +119,60 @@ class Generation:
             "characters_per_second": round(self.chars / generating, 1)}))
 
 
-def _cat_layers(first: list, second: list) -> list:
-    if isinstance(first[0], tuple):
-        return [tuple(torch.cat(parts) for parts in zip(a, b)) for a, b in zip(first, second)]
-    return [torch.cat((a, b)) for a, b in zip(first, second)]
+class _StateRows:
+    """Stream, sequence and document models: each row's recurrent state (the Decoder's
+    per-layer list), one decoder step per token."""
+
+    def __init__(self, net, dtype, max_active: int):
+        self.net = net
+        self.decoder = Decoder(net, dtype, rows=max_active)
+
+    def start(self, prompt: torch.Tensor, num: int) -> tuple[list, torch.Tensor]:
+        """The prompt consumed in one forward pass, its state repeated for each sample."""
+        logits, state = consume_prompt(self.net, prompt)
+        rows = torch.zeros(num, dtype=torch.long, device=prompt.device)
+        return self.decoder.split_state(select_state(state, rows)), logits.index_select(0, rows)
+
+    def step(self, next_ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
+        return self.decoder.step(next_ids, layers)
+
+    @staticmethod
+    def cat(first: list, second: list) -> list:
+        if isinstance(first[0], tuple):
+            return [tuple(torch.cat(parts) for parts in zip(a, b)) for a, b in zip(first, second)]
+        return [torch.cat((a, b)) for a, b in zip(first, second)]
+
+    @staticmethod
+    def select(layers: list, rows: torch.Tensor) -> list:
+        if isinstance(layers[0], tuple):
+            return [tuple(part.index_select(0, rows) for part in layer) for layer in layers]
+        return [layer.index_select(0, rows) for layer in layers]
 
 
-def _select_layers(layers: list, rows: torch.Tensor) -> list:
-    if isinstance(layers[0], tuple):
-        return [tuple(part.index_select(0, rows) for part in layer) for layer in layers]
-    return [layer.index_select(0, rows) for layer in layers]
+class _WindowRows:
+    """Window models: each row's last `window` ids, read afresh for every token (sliding.py)."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def start(self, prompt: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = initial_windows(prompt, num, self.net.framing.window, self.net.framing.pad_id)
+        return windows, self._read(windows)
+
+    def step(self, next_ids: torch.Tensor, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = torch.cat([windows[:, 1:], next_ids[:, None]], dim=1)
+        return self._read(windows), windows
+
+    def _read(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.net(windows)[0][:, -1].float()
+
+    @staticmethod
+    def cat(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return torch.cat((first, second))
+
+    @staticmethod
+    def select(windows: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return windows.index_select(0, rows)
 
 
 class Batcher:
@@ -138,13 +184,14 @@ class Batcher:
         self.device = model.device
         self.max_active, self.queue_size = max_active, queue_size
         dtype = decode_dtype(self.device, max_active, model.config.model.hidden_size, precision)
-        self.decoder = Decoder(self.net, dtype, rows=max_active)
+        self.rows = (_WindowRows(self.net) if self.net.framing.windowed
+                     else _StateRows(self.net, dtype, max_active))
         self.bias = banned_bias(self.net.vocab_size, self.tokenizer.never_sample, self.device)
         self._cond = threading.Condition()
         self._waiting: deque[Generation] = deque()
         self._running: list[Generation] = []  # in row order; touched by the worker only
         self._active_count = 0
-        self._layers: list = []
+        self._state = None  # every running row's: _StateRows' layer list or _WindowRows' ids
         self._logits: torch.Tensor | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._work, name="chargen-batcher", daemon=True)
@@ -200,24 +247,19 @@ class Batcher:
 
     def _join(self, generation: Generation) -> None:
         try:
-            layers, logits = self._read_prompt(generation)
+            state, logits = self.rows.start(generation.prompt.to(self.device),
+                                            generation.settings.num)
             if self._running:
-                layers = _cat_layers(self._layers, layers)
+                state = self.rows.cat(self._state, state)
                 logits = torch.cat((self._logits, logits))
         except Exception as err:  # e.g. out of memory on a huge prompt: only this request fails
             log.exception("prompt failed")
             generation.deliver(("error", f"the prompt could not be read: {err}"))
             self._retire(1)
             return
-        self._layers, self._logits = layers, logits
+        self._state, self._logits = state, logits
         generation.start(self.tokenizer)
         self._running.append(generation)
-
-    def _read_prompt(self, generation: Generation) -> tuple[list, torch.Tensor]:
-        """The prompt consumed in one forward pass, its state repeated for each sample."""
-        logits, state = consume_prompt(self.net, generation.prompt.to(self.device))
-        rows = torch.zeros(generation.settings.num, dtype=torch.long, device=self.device)
-        return self.decoder.split_state(select_state(state, rows)), logits.index_select(0, rows)
 
     def _step_safely(self) -> None:
         try:
@@ -239,9 +281,9 @@ class Batcher:
         keep = self._leave(finished, apply=False)
         if keep is not None:
             next_ids = next_ids.index_select(0, keep)
-            self._layers = _select_layers(self._layers, keep)
+            self._state = self.rows.select(self._state, keep)
         if self._running:
-            self._logits, self._layers = self.decoder.step(next_ids, self._layers)
+            self._logits, self._state = self.rows.step(next_ids, self._state)
 
     def _leave(self, leaving: list[Generation], apply: bool = True) -> torch.Tensor | None:
         """Remove generations' rows; -> the kept row index (None when nothing left)."""
@@ -258,7 +300,7 @@ class Batcher:
         self._retire(len(leaving))
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         if apply and self._running:
-            self._layers = _select_layers(self._layers, index)
+            self._state = self.rows.select(self._state, index)
             self._logits = self._logits.index_select(0, index)
         return index
 

@@ -130,10 +130,6 @@ class _GenerationStream(StreamingResponse):
 def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     """The ASGI app serving `model` (a chargen.api.LanguageModel)."""
     limits = (limits or ServeLimits()).validate()
-    if model.net.framing.windowed:
-        raise ConfigError("chargen serve steps one token at a time with a carried state, but a "
-                          "window run (--batching window, variable-window or prefix) reads a "
-                          "whole window for every character: sample the run itself")
     info = _model_info(model, limits)
 
     @asynccontextmanager
