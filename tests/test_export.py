@@ -1,12 +1,11 @@
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_text, tiny_settings
+from conftest import cli_without_torch, make_text, tiny_settings
 
 from chargen import api
 from chargen.cli import main
@@ -84,14 +83,8 @@ def test_stop_sequence_and_filters_apply(exports):
 
 def test_cli_samples_an_export_without_importing_torch(exports):
     run, export = exports["lstm"]
-    script = ("import sys\nfrom chargen.cli import main\n"
-              f"rc = main(['sample', {str(export)!r}, '--greedy', '--prime', {PRIME!r}, "
-              "'--length', '60'])\n"
-              "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == PRIME + torch_greedy(run, 60) + "\n"
+    out = cli_without_torch(["sample", str(export), "--greedy", "--prime", PRIME, "--length", "60"])
+    assert out == PRIME + torch_greedy(run, 60) + "\n"
 
 
 def test_which_does_not_apply_to_an_export(exports, capsys):
@@ -140,11 +133,6 @@ def test_a_window_run_exports_a_window_model_that_samples_like_the_run(tmp_path,
     meta = json.loads((export / "export.json").read_text())
     assert meta["inputs"] == ["ids"] and meta["window"] == settings["window"]
     assert load_export(export).sample(PRIME, length=80, greedy=True)[0] == torch_greedy(run, 80)
-    script = ("import sys\nfrom chargen.cli import main\n"
-              f"rc = main(['sample', {str(export)!r}, '--prime', 'The', '--num', '3', "
-              "'--length', '30', '--seed', '1'])\n"
-              "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.count("--- sample") == 3
+    out = cli_without_torch(["sample", str(export), "--prime", "The", "--num", "3", "--length",
+                             "30", "--seed", "1"])
+    assert out.count("--- sample") == 3
