@@ -24,7 +24,7 @@ import torch
 from .decode import Decoder, decode_dtype
 from .model import select_state
 from .sampling import StopWatch, banned_bias, consume_prompt, invert_cdf, top_k_filter, top_p_filter
-from .sliding import initial_windows
+from .sliding import initial_windows, slide, window_logits
 
 log = logging.getLogger("chargen")
 
@@ -157,14 +157,11 @@ class _WindowRows:
 
     def start(self, prompt: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
         windows = initial_windows(prompt, num, self.net.framing.window, self.net.framing.pad_id)
-        return windows, self._read(windows)
+        return windows, window_logits(self.net, windows)
 
     def step(self, next_ids: torch.Tensor, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        windows = torch.cat([windows[:, 1:], next_ids[:, None]], dim=1)
-        return self._read(windows), windows
-
-    def _read(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.net(windows)[0][:, -1].float()
+        windows = slide(windows, next_ids)
+        return window_logits(self.net, windows), windows
 
     @staticmethod
     def cat(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
 from .sampling import banned_bias, consume_prompt, penalize_repetition
-from .sliding import initial_windows
+from .sliding import initial_windows, slide, window_logits
 
 
 @dataclass(frozen=True)
@@ -95,15 +95,11 @@ class _WindowBeams(_Beams):
     def _start(self, model, prompt, config) -> torch.Tensor:
         self.model = model
         self.windows = initial_windows(prompt, 1, model.framing.window, model.framing.pad_id)
-        return self._score()
+        return window_logits(model, self.windows)
 
     def _step(self, rows, next_ids) -> torch.Tensor:
-        kept = self.windows.index_select(0, rows)[:, 1:]
-        self.windows = torch.cat([kept, next_ids[:, None]], dim=1)
-        return self._score()
-
-    def _score(self) -> torch.Tensor:
-        return self.model(self.windows)[0][:, -1].float()
+        self.windows = slide(self.windows.index_select(0, rows), next_ids)
+        return window_logits(self.model, self.windows)
 
 
 @torch.inference_mode()
@@ -165,7 +161,7 @@ def continuation_log_prob(model: RNNLanguageModel, prompt: torch.Tensor, ids: Se
             window, pad = model.framing.window, model.framing.pad_id
             windows = torch.cat([initial_windows(full[:end], 1, window, pad)
                                  for end in range(len(prompt), len(full))])
-            logits = model(windows)[0][:, -1].float()
+            logits = window_logits(model, windows)
         else:
             logits, _ = model(full[:-1].view(1, -1))
             logits = logits[0, len(prompt) - 1 :].float()

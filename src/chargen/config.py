@@ -15,9 +15,6 @@ from typing import Any
 from .errors import ConfigError
 
 FORMAT_VERSION = 1
-# Keras 1.x (the tutorials' version) drew orthogonal initial matrices at scale 1.1; Keras 2
-# changed it to 1. Used by --init keras and the alphabet experiment.
-KERAS1_ORTHOGONAL_GAIN = 1.1
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,16 @@ def initial_windows(prompt: torch.Tensor, rows: int, window: int, pad_id: int) -
     return windows
 
 
+def window_logits(model: RNNLanguageModel, windows: torch.Tensor) -> torch.Tensor:
+    """(rows, window) ids -> (rows, vocab) float32 logits of the token after each window."""
+    return model(windows)[0][:, -1].float()
+
+
+def slide(windows: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
+    """Each row's window moved on by its new id."""
+    return torch.cat([windows[:, 1:], next_ids[:, None]], dim=1)
+
+
 @torch.inference_mode()
 def slide_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
               banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
@@ -41,11 +51,11 @@ def slide_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfi
         seen[:, prompt] = True
     rows = torch.arange(config.num, device=device)
     for _ in range(config.length):
-        logits = model(windows)[0][:, -1].float()
+        logits = window_logits(model, windows)
         if seen is not None:
             logits = penalize_repetition(logits, seen, config.repetition_penalty)
         next_ids = _choose(logits if bias is None else logits + bias, config, generator)
         if seen is not None:
             seen[rows, next_ids] = True
-        windows = torch.cat([windows[:, 1:], next_ids[:, None]], dim=1)
+        windows = slide(windows, next_ids)
         yield next_ids
