@@ -65,6 +65,27 @@ def trained_run(tmp_path_factory) -> Path:
     return result.run_dir
 
 
+LINES = ["hello world", "good morning", "see you soon"]
+
+
+def train_lines(tmp_path: Path, name: str = "run", **overrides):
+    """A document run (one unit per line) on LINES, trained until it has learnt them."""
+    from chargen import api
+
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(LINES * 40) + "\n")
+    settings = tiny_settings(batching="documents", hidden_size=48, lr=1e-2, max_steps=120,
+                             eval_every=60, val_fraction=0.1)
+    settings.update(overrides)
+    return api.train(str(corpus), str(tmp_path / name), quiet=True, **settings)
+
+
+@pytest.fixture(scope="session")
+def line_run(tmp_path_factory) -> Path:
+    """One document run shared by the read-only tests."""
+    return train_lines(tmp_path_factory.mktemp("docs")).run_dir
+
+
 @pytest.fixture
 def corpora_dir() -> Path:
     value = os.environ.get("CHARGEN_CORPORA")

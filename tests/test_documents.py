@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import cli_without_torch, tiny_settings
+from conftest import LINES, cli_without_torch, train_lines
 from safetensors.torch import load_file
 
 from chargen import api
@@ -39,9 +39,6 @@ SPLITS = {
     "paragraph": ["Hello there. How are you?\nFine!",
                   "New para... ends here\nand goes on.\nDone?  Yes."],
 }
-LINES = ["hello world", "good morning", "see you soon"]
-
-
 def _fit(kind: str, text: str):
     return {"char": CharTokenizer.fit, "byte": ByteTokenizer.fit, "word": WordTokenizer.fit}[kind](text)
 
@@ -145,15 +142,6 @@ def test_document_unit_needs_document_batching():
         DataConfig(document_unit="sentence").validate()
 
 
-def _train_lines(tmp_path, name="run", **overrides):
-    corpus = tmp_path / "lines.txt"
-    corpus.write_text("\n".join(LINES * 40) + "\n")
-    settings = tiny_settings(batching="documents", hidden_size=48, lr=1e-2, max_steps=120,
-                             eval_every=60, val_fraction=0.1)
-    settings.update(overrides)
-    return api.train(str(corpus), str(tmp_path / name), quiet=True, **settings)
-
-
 def test_throughput_counts_the_positions_a_document_batch_runs(tmp_path, monkeypatch):
     from chargen.train import Trainer
 
@@ -166,15 +154,10 @@ def test_throughput_counts_the_positions_a_document_batch_runs(tmp_path, monkeyp
         return loss, positions
 
     monkeypatch.setattr(Trainer, "_train_step", step)
-    _train_lines(tmp_path, max_steps=6, seq_len=64, batch_size=4, val_fraction=0.0,
+    train_lines(tmp_path, max_steps=6, seq_len=64, batch_size=4, val_fraction=0.0,
                  keep="train-loss")
     assert counted == widths and len(counted) == 6
     assert max(counted) < 4 * 64  # the lines are shorter than seq_len: not batch x seq_len
-
-
-@pytest.fixture(scope="module")
-def line_run(tmp_path_factory):
-    return _train_lines(tmp_path_factory.mktemp("docs")).run_dir
 
 
 def test_a_tiny_model_generates_whole_training_lines_and_stops(line_run):
@@ -247,8 +230,8 @@ def test_fine_tuning_a_document_run_keeps_its_markers(line_run, tmp_path):
 
 def test_resume_is_exact(tmp_path):
     settings = {"schedule": "constant", "warmup_steps": 5, "max_steps": 16, "eval_every": 8}
-    _train_lines(tmp_path, "straight", **settings)
-    _train_lines(tmp_path, "split", **{**settings, "max_steps": 8})
+    train_lines(tmp_path, "straight", **settings)
+    train_lines(tmp_path, "split", **{**settings, "max_steps": 8})
     api.train(resume=str(tmp_path / "split"), max_steps=16, quiet=True)
     a, b = (load_file(str(tmp_path / name / LAST)) for name in ("straight", "split"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -256,7 +239,7 @@ def test_resume_is_exact(tmp_path):
 
 @pytest.mark.parametrize("kind", ["byte", "word"])
 def test_byte_and_word_runs_train_and_sample_whole_units(tmp_path, kind):
-    run = _train_lines(tmp_path, tokenizer=kind, max_steps=10).run_dir
+    run = train_lines(tmp_path, tokenizer=kind, max_steps=10).run_dir
     texts = api.load(str(run)).sample(num=3, length=30, seed=0)
     assert len(texts) == 3 and all("\n" not in text for text in texts)
 

@@ -226,16 +226,8 @@ def test_cli_serve_end_to_end_on_port_zero(trained_run):
         server.wait(timeout=WAIT)
 
 
-LINES = ["hello world", "good morning", "see you soon"]
-
-
-def test_a_document_run_serves_whole_units_like_the_api(tmp_path):
-    corpus = tmp_path / "lines.txt"
-    corpus.write_text("\n".join(LINES * 40) + "\n")
-    run = api.train(str(corpus), str(tmp_path / "lines"), quiet=True,
-                    **tiny_settings(batching="documents", hidden_size=48, lr=1e-2, max_steps=120,
-                                    eval_every=60, val_fraction=0.1)).run_dir
-    model = api.load(str(run), device="cpu")
+def test_a_document_run_serves_whole_units_like_the_api(line_run):
+    model = api.load(str(line_run), device="cpu")
     with LiveServer(model, ServeLimits(precision="fp32")) as live, \
             httpx.Client(base_url=live.url, timeout=WAIT) as http:
         assert http.get("/info").json()["document_unit"] == "line"

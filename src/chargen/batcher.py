@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .decode import Decoder, decode_dtype
+from .documents import end_rows
 from .model import select_state
 from .sampling import StopWatch, banned_bias, consume_prompt, invert_cdf, top_k_filter, top_p_filter
 from .sliding import initial_windows, slide, window_logits
@@ -90,8 +91,7 @@ class Generation:
         A document run's sample ends at [end] (decoded as nothing): it stays ended."""
         self.steps += 1
         if self.end_id is not None:
-            ids = [self.end_id if done else token for done, token in zip(self.ended, ids)]
-            self.ended = [token == self.end_id for token in ids]
+            ids, self.ended = end_rows(ids, self.ended, self.end_id)
         pieces = [decode([token]) for decode, token in zip(self.decoders, ids)]
         if self.settings.stop:
             pieces = [watch.feed(piece) for watch, piece in zip(self.watches, pieces)]

@@ -84,9 +84,14 @@ class MarkedTokenizer:
         return {**self.base.to_dict(), "markers": list(MARKERS), "document_unit": self.document_unit}
 
 
+def text_tokenizer(tokenizer):
+    """A document run's tokenizer without its two markers; any other tokenizer as it is."""
+    return tokenizer.base if isinstance(tokenizer, MarkedTokenizer) else tokenizer
+
+
 def with_markers(tokenizer, data):
     """The tokenizer a run with these data settings uses (a cached run's may be marked)."""
-    base = getattr(tokenizer, "base", tokenizer)
+    base = text_tokenizer(tokenizer)
     return MarkedTokenizer(base, data.document_unit) if data.batching == "documents" else base
 
 
@@ -115,7 +120,7 @@ class Separators:
 
     @classmethod
     def of(cls, tokenizer) -> Separators:
-        texts = _token_texts(getattr(tokenizer, "base", tokenizer))
+        texts = _token_texts(text_tokenizer(tokenizer))
         space = np.array([t != "" and t.isspace() for t in texts])
         return cls(np.array([min(t.count("\n"), 255) for t in texts], dtype=np.uint8),
                    space & np.array(["\n" in t or "\r" in t for t in texts]), space,
@@ -271,10 +276,14 @@ def until_end(id_rows, end_id: int):
     (decoded as nothing) from then on; ends once every sample has ended."""
     ended = None
     for ids in id_rows:
-        if ended is None:
-            ended = [False] * len(ids)
-        ids = [end_id if done else token for done, token in zip(ended, ids)]
-        ended = [token == end_id for token in ids]
+        ids, ended = end_rows(ids, ended or [False] * len(ids), end_id)
         yield ids
         if all(ended):
             return
+
+
+def end_rows(ids: list[int], ended: list[bool], end_id: int) -> tuple[list[int], list[bool]]:
+    """One step of until_end: the ids with [end] kept where a sample had ended, and which
+    samples have ended now."""
+    ids = [end_id if done else token for done, token in zip(ended, ids)]
+    return ids, [token == end_id for token in ids]

@@ -11,6 +11,7 @@ import torch
 
 from .checkpoint import RunDir, load_checkpoint
 from .config import RunConfig
+from .documents import text_tokenizer
 from .errors import ConfigError, TokenizerError
 from .model import RNNLanguageModel
 from .tokenizer import CharTokenizer, Tokenizer
@@ -63,7 +64,7 @@ def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool,
     """The base vocabulary, grown by the corpus's new characters with `extend`; otherwise new
     characters are an error, or (unknown='replace') trained as the unknown id. A document
     run's markers are left to documents.with_markers, which appends them after the text ids."""
-    known = _text_tokenizer(base.tokenizer)
+    known = text_tokenizer(base.tokenizer)
     if not isinstance(known, CharTokenizer):
         return known
     new = sorted(set(corpus_tokenizer.chars) - set(known.chars))
@@ -90,7 +91,7 @@ def initial_weights(base: Base, tokenizer: Tokenizer) -> dict[str, torch.Tensor]
     """The base weights with the vocabulary rows moved to the new ids. New characters get the
     mean embedding and output row, and the lowest output bias, so they start unlikely; a
     document run's two markers, the last ids of both vocabularies, keep their rows."""
-    old, new = _text_tokenizer(base.tokenizer), _text_tokenizer(tokenizer)
+    old, new = text_tokenizer(base.tokenizer), text_tokenizer(tokenizer)
     if not isinstance(new, CharTokenizer) or new.chars == old.chars:
         return base.weights
     old_ids = {c: i + 1 for i, c in enumerate(old.chars)}
@@ -105,11 +106,6 @@ def initial_weights(base: Base, tokenizer: Tokenizer) -> dict[str, torch.Tensor]
         grown[known] = old_rows[source[known]]
         weights[name] = grown
     return weights
-
-
-def _text_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    """A document run's tokenizer without its two markers (documents.MarkedTokenizer)."""
-    return getattr(tokenizer, "base", tokenizer)
 
 
 def freeze_lower_layers(model: RNNLanguageModel, layers: int) -> None:

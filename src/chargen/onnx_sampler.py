@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .config import SampleConfig
-from .documents import document_prompt_ids, until_end
+from .documents import document_prompt_ids, document_unit, until_end
 from .errors import ChargenError, CheckpointError, ConfigError
 from .npsampling import choose, penalize_repetition
 from .pieces import SampleMethods, text_pieces
@@ -144,7 +144,7 @@ class ExportedModel(SampleMethods):
     @property
     def document_unit(self) -> str | None:
         """line, sentence or paragraph for a document run's export (each sample is one)."""
-        return getattr(self.tokenizer, "document_unit", None)
+        return document_unit(self.tokenizer)
 
     def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
         """Yields one text piece per sample per step; settings are SampleConfig fields. A
