@@ -4,6 +4,12 @@ window for every new character), and, with the onnx extra installed, the ONNX ex
 through onnxruntime at batch 1.
 
     python benchmarks/generation.py [--length 2000] [--rounds 3]
+
+Both batch sizes generate the same length from the same prompt. FLOPs per generated character
+= 2 x (the weights a decoding step multiplies: every layer's hidden matrix, the input matrix of
+every layer but the first, whose input gates are a table lookup, and the output layer). Batch 64
+cannot beat batch 1 by more than (bf16 matmul rate) / (FLOPs per character x batch-1 rate):
+the "ceiling" column, what batch 64 would reach at the machine's full bf16 matmul rate.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import alternate, rate, record, table
+from common import alternate, matmul_rate, rate, record, table
 from torch import nn
 
 from chargen.config import DataConfig, ModelConfig, SampleConfig
@@ -78,13 +84,19 @@ def onnx_loop(exported, prompt, length: int):
         pass
 
 
+def flops_per_char(config: ModelConfig) -> float:
+    gates = 4 if config.cell == "lstm" else 3
+    square = gates * config.hidden_size * config.hidden_size
+    return 2.0 * (square * (2 * config.num_layers - 1) + VOCAB * config.hidden_size)
+
+
 def measure(model: RNNLanguageModel, n: int, rounds: int, scratch: Path) -> dict[str, float]:
     plain = PlainModel(model).eval()
     prompt = torch.randint(1, VOCAB, (100,))
     contenders = {
         "plain": lambda: rate(n, lambda: plain_loop(plain, prompt, n)),
         "chargen": lambda: rate(n, lambda: chargen_loop(model, prompt, n)),
-        "chargen64": lambda: rate(64 * n // 4, lambda: chargen_loop(model, prompt, n // 4, 64)),
+        "chargen64": lambda: rate(64 * n, lambda: chargen_loop(model, prompt, n, 64)),
         "window": lambda: rate(n // 10, lambda: sliding_window(plain, prompt, n // 10)),
     }
     if HAS_ONNX:
@@ -101,6 +113,7 @@ def main() -> None:
                         help="multiply every model's hidden size (a smoke test uses 0.05)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    bf16_rate = matmul_rate(torch.bfloat16)
     rows = []
     for name, full in MODELS.items():
         config = ModelConfig(cell=full.cell, num_layers=full.num_layers,
@@ -108,20 +121,25 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             figures = measure(RNNLanguageModel(config, VOCAB).eval(), args.length, args.rounds,
                               Path(scratch))
+        flops = flops_per_char(config)
         rows.append([name, f"{figures['plain']:,.0f}", f"{figures['chargen']:,.0f}",
                      f"{figures['chargen'] / figures['plain']:.2f}x",
                      f"{figures['chargen64']:,.0f}",
                      f"{figures['chargen64'] / figures['chargen']:.1f}x",
+                     f"{bf16_rate / (flops * figures['chargen']):.1f}x",
+                     f"{100 * figures['chargen64'] * flops / bf16_rate:.0f}%",
                      f"{figures['window']:,.0f}",
                      f"{figures['chargen'] / figures['window']:.0f}x",
                      *([f"{figures['onnx']:,.0f}", f"{figures['onnx'] / figures['chargen']:.2f}x"]
                        if HAS_ONNX else [])])
     record("Generation (characters per second)", table(
         ["model", "plain loop, batch 1", "chargen, batch 1", "chargen / plain",
-         "chargen, batch 64 (total)", "batch 64 / batch 1", "sliding window (tutorial B)",
+         "chargen, batch 64 (total)", "batch 64 / batch 1", "ceiling", "batch 64 MFU (bf16)",
+         "sliding window (tutorial B)",
          "chargen / window", *(["onnxruntime export, batch 1", "onnx / chargen"] if HAS_ONNX else [])],
         rows) + f"\n\nMedian of {args.rounds} alternating rounds; "
-        f"{args.length} characters per batch-1 run, temperature 0.8."
+        f"{args.length} characters per sample at batch 1 and 64, temperature 0.8. "
+        f"bf16 matmul 2048^3 in the same run: {bf16_rate / 1e9:.0f} GFLOP/s."
         + (f" Hidden sizes scaled by {args.hidden_scale}." if args.hidden_scale != 1 else ""))
 
 

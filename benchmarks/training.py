@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import torch
-from common import alternate, record, table
+from common import alternate, matmul_rate, record, table
 from torch import nn
 from torch.nn import functional as F
 
@@ -46,21 +46,6 @@ def corpus_ids(n: int = 2_000_000) -> np.ndarray:
 def flops_per_char(config: ModelConfig) -> float:
     weights = estimate_parameters(config, VOCAB) - VOCAB * config.embedding_dim
     return 6.0 * weights
-
-
-def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """The better of torch's matmul and oneDNN's (which the fused RNN kernels use; for
-    float32 it is about twice torch's MKL path on this CPU)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a_dnn, b_dnn = a.to_mkldnn(), b.to_mkldnn()
-    rates = []
-    for product in (lambda: a @ b, lambda: torch._C._nn.mkldnn_linear(a_dnn, b_dnn)):
-        product()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            product()
-        rates.append(2 * n**3 * repeats / (time.perf_counter() - start))
-    return max(rates)
 
 
 def plain_baseline(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: int, steps: int):
