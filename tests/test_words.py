@@ -153,3 +153,32 @@ def test_cli_min_count_without_word_level_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("chargen: error: --min-count") and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_random_primes_are_whole_known_words_from_a_line_start(tmp_path):
+    """`chargen sample RUN` with no --prime starts from a random slice of the training text:
+    for a word run it must be cut at whole tokens (a word cut in two is an unknown word) and
+    hold no [UNK] (words under --min-count)."""
+    lines = make_text(4000).splitlines()
+    lines[5::7] = [f"{line} rare{index}" for index, line in enumerate(lines[5::7])]
+    text = "\n".join(lines) + "\n"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text, encoding="utf-8")
+    model = api.load(str(api.train(str(corpus), str(tmp_path / "run"), quiet=True, **tiny_settings(
+        tokenizer="word", min_count=2, max_steps=2, eval_every=2)).run_dir))
+    assert model.tokenizer.unknown_id in model.run.read_ids()
+    for seed in range(30):
+        prime = model.random_prime(seed)
+        assert len(model.encode_prompt(prime)) == 64  # raises on an unknown word
+        assert "rare" not in prime and "[UNK]" not in prime
+        assert text.startswith(prime) or ("\n" + prime) in text
+
+
+def test_random_primes_of_a_byte_run_are_whole_characters(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("滚滚长江东逝水，浪花淘尽英雄。是非成败转头空。\n" * 60, encoding="utf-8")
+    model = api.load(str(api.train(str(corpus), str(tmp_path / "run"), quiet=True, **tiny_settings(
+        tokenizer="byte", max_steps=2, eval_every=2)).run_dir))
+    for seed in range(10):
+        prime = model.random_prime(seed)
+        assert prime and "\ufffd" not in prime and prime in corpus.read_text(encoding="utf-8")

@@ -51,6 +51,18 @@ DEFAULT_MAX_TIME = 600.0
 # Settings that shape the weights or the data order: on resume they come from the run.
 _FIXED_ON_RESUME = ("model", "data")
 
+PRIME_TRIES = 20  # random slices tried for one without the unknown token
+
+
+def line_start_slice(window: np.ndarray, length: int, decode) -> np.ndarray:
+    """`length` ids of `window` from just after the first token that holds a line break
+    among its first `length`, or from its start when none does."""
+    for index in range(min(length, len(window))):
+        if "\n" in decode(window[index : index + 1]):
+            after = window[index + 1 : index + 1 + length]
+            return after if len(after) else window[:length]
+    return window[:length]
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -287,8 +299,9 @@ class LanguageModel(SampleMethods):
         return torch.from_numpy(ids.astype(np.int64))
 
     def random_prime(self, seed: int | None = None, length: int | None = None) -> str:
-        """A slice of the training text starting at a line start (tutorial B's random seed);
-        64 tokens long, or a whole window for window models."""
+        """A slice of the training text starting at a line start (tutorial B's random seed),
+        cut at whole tokens: 64 of them, or a whole window for window models. Slices holding
+        the unknown token (rare words or characters the vocabulary left out) are passed over."""
         if self.document_unit:  # samples start at [start]: a whole unit each
             return ""
         framing = self.net.framing
@@ -296,11 +309,15 @@ class LanguageModel(SampleMethods):
         ids = self.run.read_ids()
         usable = len(ids) - int(len(ids) * self.config.data.val_fraction)
         rng = np.random.default_rng(seed)
-        start = int(rng.integers(0, max(1, usable - 2 * length)))
-        text = self.tokenizer.decode(np.asarray(ids[start : start + 2 * length]))
-        line_start = text.find("\n", 0, length)
-        text = text[line_start + 1 :] if line_start >= 0 else text
-        return text[:length] or self.tokenizer.decode(np.asarray(ids[:length]))
+        unknown = self.tokenizer.unknown_id
+        for _ in range(PRIME_TRIES):
+            start = int(rng.integers(0, max(1, usable - 2 * length)))
+            prime = line_start_slice(np.asarray(ids[start : start + 2 * length]), length,
+                                     self.tokenizer.decode)
+            if not (prime == unknown).any():
+                break
+        # a cut inside a UTF-8 sequence (byte runs) decodes to U+FFFD at the ends
+        return self.tokenizer.decode(prime[prime != unknown]).strip("\ufffd")
 
     def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
         """Yields one text piece per sample per step; settings are SampleConfig fields."""
