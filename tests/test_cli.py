@@ -130,6 +130,7 @@ def _cases(trained):
         (["train", f"{t}/good.txt", "--out", trained], 1, "already exists", no_env),
         (["sample", f"{t}/nowhere"], 1, "no such run directory", no_env),
         (["sample", f"{t}/images"], 1, "not a chargen run directory", no_env),
+        (["sample", f"{t}/good.txt"], 1, "is a file, not a run directory", no_env),
         (["sample", f"{t}/truncated"], 1, "not a readable safetensors", no_env),
         (["sample", f"{t}/version"], 1, "format version 99", no_env),
         (["sample", f"{t}/edited"], 1, "do not match", no_env),

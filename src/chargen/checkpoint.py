@@ -172,6 +172,9 @@ class RunDir:
 
     # -- reading ------------------------------------------------------------------------
     def check_exists(self) -> RunDir:
+        if self.path.is_file():
+            raise CheckpointError(f"{self.path} is a file, not a run directory: give the "
+                                  "directory chargen train wrote (its --out)")
         if not self.path.is_dir():
             raise CheckpointError(f"{self.path}: no such run directory")
         if not self.file(CONFIG).exists():

@@ -127,8 +127,8 @@ def load_corpus(paths: list[str] | str, encoding: str = "utf-8", normalize_newli
 
 
 def empty_corpus(stream: CorpusStream) -> CorpusError:
-    return CorpusError(f"the corpus is empty: {', '.join(stream.sources)} holds no text to "
-                       "train on")
+    return CorpusError(f"the corpus is empty: {', '.join(stream.sources)} holds no text; "
+                       "give a file with some")
 
 
 def corpus_name(source: str) -> str:
