@@ -178,6 +178,17 @@ def test_train_loss_rule_keeps_the_epoch_with_the_lowest_training_loss(tmp_path)
     assert not any("val_loss" in r for r in RunDir(result.run_dir).read_metrics())
 
 
+def test_a_train_loss_run_stopped_before_its_first_epoch_says_so(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(3000), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", str(corpus), "--out", str(run), "--preset", "tiny", "--device", "cpu",
+                 "--val-fraction", "0", "--keep", "train-loss", "--max-steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "no epoch finished, so sampling uses the last weights" in err and "inf" not in err
+    assert main(["sample", str(run), "--prime", "the", "--length", "5"]) == 0
+
+
 def test_window_models_evaluate_windows(tmp_path):
     result = _train_window_run(tmp_path, make_text(1500), max_steps=3, eval_every=3)
     records = [r for r in RunDir(result.run_dir).read_metrics() if "val_loss" in r]

@@ -288,7 +288,10 @@ def _report_training(result) -> None:
     from .checkpoint import RunDir
     from .progress import loss_unit
 
-    if result.best_val == float("inf"):  # no validation text
+    if result.best_val == float("inf") and result.best_train == float("inf"):
+        log.info("done: %d steps in %.0f s; no epoch finished, so sampling uses the last "
+                 "weights", result.steps, result.elapsed)
+    elif result.best_val == float("inf"):  # no validation text
         log.info("done: %d steps in %.0f s; best epoch training loss %.4f at step %d",
                  result.steps, result.elapsed, result.best_train, result.best_train_step)
     else:
