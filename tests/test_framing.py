@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import make_text
 
-from chargen import api
+from chargen import api, sliding
 from chargen.checkpoint import BEST, RunDir, load_checkpoint
 from chargen.cli import main
 from chargen.config import PRESETS, ModelConfig, RunConfig, SampleConfig
@@ -219,6 +219,53 @@ def test_window_sampling_never_emits_padding_or_unknown():
     ids = torch.stack(list(generate_ids(model, torch.tensor([1, 2]), config, banned=[0])))
     assert ids.shape == (50, 8)
     assert ids.min() >= 1 and ids.max() < VOCAB
+
+
+@pytest.mark.parametrize("kind,cell,encoding,layers", [
+    ("window", "lstm", "scalar", 1), ("variable-window", "gru", "onehot", 2),
+    ("prefix", "lstm", "embedding", 3)])
+def test_pipelined_window_reading_samples_what_rereading_does(kind, cell, encoding, layers,
+                                                              monkeypatch):
+    """WindowPipeline (every window in flight, one batched step per token) against reading
+    each window whole: the same ids, greedy and sampled, short and long prompts."""
+    torch.manual_seed(3)
+    model = RNNLanguageModel(ModelConfig(**{**TINY_MODEL, "cell": cell, "num_layers": layers,
+                                            "input_encoding": encoding}),
+                             VOCAB, _framing(kind, window=6)).eval()
+    windows = torch.randint(0, VOCAB + 1, (3, 6))  # the padding id is VOCAB
+    with torch.no_grad():
+        rereading = sliding.Rereading(model, windows)
+        pipeline = sliding.WindowPipeline(model, windows, None)
+        for _ in range(9):
+            torch.testing.assert_close(pipeline.logits(), rereading.logits(), rtol=1e-5, atol=1e-5)
+            next_ids = torch.randint(1, VOCAB, (3,))
+            rereading.push(next_ids)
+            pipeline.push(next_ids)
+    results = {}
+    for limit in (0, 10**6):  # rows allowed in the pipeline: none, then any
+        monkeypatch.setattr(sliding, "PIPELINE_MAX_ROWS", {None: limit})
+        chosen = sliding.window_reader(model, torch.zeros(2, 6, dtype=torch.long), "fp32")
+        assert isinstance(chosen, sliding.WindowPipeline if limit else sliding.Rereading)
+        results[limit] = [torch.stack(list(generate_ids(model, torch.tensor(prompt), config)))
+                          for prompt in ([4], list(range(1, 12)))
+                          for config in (SampleConfig(length=40, greedy=True, precision="fp32"),
+                                         SampleConfig(length=40, num=3, seed=5, precision="fp32"))]
+    assert all(torch.equal(a, b) for a, b in zip(results[0], results[10**6], strict=True))
+
+
+def test_windows_read_whole_are_not_pipelined():
+    """A bidirectional model reads each window from both ends, and the features layout reads it
+    as one step: neither can keep windows in flight. Nor does a short sample pay for one."""
+    windows = torch.zeros(1, 5, dtype=torch.long)
+    bidirectional = RNNLanguageModel(ModelConfig(**TINY_MODEL, bidirectional=True), VOCAB,
+                                     _framing("window"))
+    features = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _framing("window", layout="features"))
+    for model in (bidirectional, features):
+        assert isinstance(sliding.window_reader(model, windows), sliding.Rereading)
+    plain = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _framing("window"))
+    assert isinstance(sliding.window_reader(plain, windows), sliding.WindowPipeline)
+    # shorter than a window: filling the pipeline would cost more than it saves
+    assert isinstance(sliding.window_reader(plain, windows, length=4), sliding.Rereading)
 
 
 def _preset_overrides(name):

@@ -90,6 +90,11 @@ class Decoder:
         return torch.stack(layers)
 
     def step(self, ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
+        layers, top = self.advance(ids, layers)
+        return self.head(top).float(), layers
+
+    def advance(self, ids: torch.Tensor, layers: list) -> tuple[list, torch.Tensor]:
+        """step without the output layer: (layers, the top layer's output (batch, hidden))."""
         new_layers, below = [], None
         for index, state in enumerate(layers):
             if index == 0:  # the first layer's input gates when read from the table
@@ -98,7 +103,7 @@ class Decoder:
                      else self._gru(index, below, state))
             new_layers.append(state)
             below = state[0] if self.lstm else state
-        return self.head(below).float(), new_layers
+        return new_layers, below
 
     def _lstm(self, index: int, below: torch.Tensor, state):
         h, c = state
