@@ -3,7 +3,7 @@
 token, append the chosen id and slide. The padding id is outside the output vocabulary, so it
 can never be produced. Every token costs `window` recurrent steps instead of the one that
 stream and sequence models need (sampling.py); WindowPipeline runs those steps side by side
-instead of one after another, with the same result."""
+instead of one after another: the same logits, to the precision it computes in."""
 
 from __future__ import annotations
 
