@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import make_text, tiny_settings
 
-from chargen import api
+from chargen import api, beam, sliding
 from chargen.beam import beam_search, continuation_log_prob
 from chargen.cli import main
 from chargen.config import ModelConfig, SampleConfig
@@ -63,8 +63,19 @@ def test_a_wide_enough_beam_finds_the_exact_best_sequences():
     assert [h.ids for h in found] == [ids for _, ids in exhaustive[:3]]
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_window_models_search_over_sliding_windows(bidirectional):
+@pytest.mark.parametrize("bidirectional,pipelined", [(False, False), (False, True), (True, False)])
+def test_window_models_search_over_sliding_windows(bidirectional, pipelined, monkeypatch):
+    """Beams over window models, each window read whole or (unidirectional models) kept in
+    flight by sliding.WindowPipeline."""
+    monkeypatch.setattr(sliding, "PIPELINE_MAX_ROWS", {None: 10**6 if pipelined else 0})
+    readers = []
+
+    def noted_reader(*args):
+        reader = sliding.window_reader(*args)
+        readers.append(type(reader))
+        return reader
+
+    monkeypatch.setattr(beam, "window_reader", noted_reader)
     torch.manual_seed(5)
     vocab = TOKENIZER.vocab_size
     config = ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0,
@@ -81,6 +92,7 @@ def test_window_models_search_over_sliding_windows(bidirectional):
     found = _search(model, length=length, beam=len(allowed) ** (length - 1), num=3)
     assert [h.ids for h in found] == [ids for _, ids in exhaustive[:3]]
     assert found[0].log_prob == pytest.approx(exhaustive[0][0], abs=1e-4)
+    assert set(readers) == {sliding.WindowPipeline if pipelined else sliding.Rereading}
 
 
 def test_beam_search_is_deterministic_and_sorted():

@@ -1,7 +1,7 @@
 """Beam search: the likeliest continuations of a prompt, rather than samples.
 
 All live beams advance together as one batch through the one-token Decoder (a window model
-reads each beam's last window afresh instead, as its sampling does). Every live beam
+reads each beam's windows as its sampling does, sliding.window_reader). Every live beam
 has the same length, so within a step they are ranked by total log-probability; a beam that
 meets a stop sequence is finished and kept aside. Finished beams differ in length: with
 `length_norm` they are ranked by log-probability per token, otherwise in total (which favours
@@ -19,7 +19,7 @@ from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
 from .sampling import banned_bias, consume_prompt, penalize_repetition
-from .sliding import initial_windows, slide, window_logits
+from .sliding import initial_windows, window_logits, window_reader
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,18 @@ class _StatefulBeams(_Beams):
 
 
 class _WindowBeams(_Beams):
-    """Window models: each beam's last `window` ids are read afresh for every token, as the
-    tutorials' sliding-window generation does (sliding.py)."""
+    """Window models: each beam's next token is scored from its last `window` ids read
+    afresh, as the tutorials' sliding-window generation does (sliding.py)."""
 
     def _start(self, model, prompt, config) -> torch.Tensor:
-        self.model = model
-        self.windows = initial_windows(prompt, 1, model.framing.window, model.framing.pad_id)
-        return window_logits(model, self.windows)
+        windows = initial_windows(prompt, 1, model.framing.window, model.framing.pad_id)
+        self.reader = window_reader(model, windows, config.precision, config.length, config.beam)
+        return self.reader.logits()
 
     def _step(self, rows, next_ids) -> torch.Tensor:
-        self.windows = slide(self.windows.index_select(0, rows), next_ids)
-        return window_logits(self.model, self.windows)
+        self.reader.select(rows)
+        self.reader.push(next_ids)
+        return self.reader.logits()
 
 
 @torch.inference_mode()

@@ -46,6 +46,10 @@ class Rereading:
     def __init__(self, model: RNNLanguageModel, windows: torch.Tensor):
         self.model, self.windows = model, windows
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep these rows, in this order (beam search's parents)."""
+        self.windows = self.windows.index_select(0, rows)
+
     def push(self, next_ids: torch.Tensor) -> None:
         self.windows = slide(self.windows, next_ids)
 
@@ -78,6 +82,16 @@ class WindowPipeline:
         self.layers, self.top = self.decoder.advance(ids.repeat_interleave(self.window), self.layers)
         self.fed += 1
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep these rows, in this order, each with all its windows in flight."""
+        def pick(state):
+            kept = state.view(self.rows, self.window, -1).index_select(0, rows)
+            return kept.reshape(len(rows) * self.window, -1)
+
+        self.layers = [tuple(map(pick, layer)) if isinstance(layer, tuple) else pick(layer)
+                       for layer in self.layers]
+        self.rows = len(rows)
+
     def push(self, next_ids: torch.Tensor) -> None:
         self.pending = next_ids
 
@@ -88,11 +102,11 @@ class WindowPipeline:
 
 
 def window_reader(model: RNNLanguageModel, windows: torch.Tensor, precision: str = "auto",
-                  length: int | None = None):
+                  length: int | None = None, most_rows: int | None = None):
     """The faster of the two readers for these windows (rows, window), to read `length`
-    tokens. The pipeline first reads the window token by token, so it pays from about a
-    window's length of text on."""
-    rows, window = windows.shape
+    tokens with up to `most_rows` rows (beams grow from one). The pipeline first reads the
+    window token by token, so it pays from about a window's length of text on."""
+    rows, window = most_rows or windows.size(0), windows.size(1)
     dtype = decode_dtype(windows.device, rows * window, model.config.hidden_size, precision)
     if (windows.device.type == "cpu" and model.framing.layout == "time-steps"
             and not model.config.bidirectional and (length is None or length >= window)
