@@ -16,15 +16,46 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+EMULATION = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_flags() -> tuple[str, set[str]]:
+    """The CPU's model name and flags (Linux; elsewhere the platform's name and no flags)."""
+    name, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    return name, flags
+
+
+def native_bf16() -> bool:
+    """bf16 matmuls run natively here (and are not switched off by an AVX2 emulation)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def machine() -> str:
+    """The CPU, whether it has avx512_bf16 and AMX, any ISA emulation in force, threads."""
+    name, flags = cpu_flags()
+    has = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}"
+                    for flag in ("avx512_bf16", "amx_bf16"))
+    emulated = " ".join(f"{key}={os.environ[key]}" for key in EMULATION if key in os.environ)
+    return (f"{name} ({has}{'; emulated: ' + emulated if emulated else ''}), "
+            f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def peak_rate() -> tuple[str, float]:
+    """The precision chargen's `auto` computes in on this CPU and its matmul rate: bf16 where
+    it is native, else fp32 (emulated bf16 is ~75x slower than fp32: never a baseline)."""
+    dtype = torch.bfloat16 if native_bf16() else torch.float32
+    return ("bf16" if dtype == torch.bfloat16 else "fp32"), matmul_rate(dtype)
 
 
 def alternate(contenders: dict[str, Callable[[], float]], rounds: int = 3) -> dict[str, float]:

@@ -44,7 +44,7 @@ def gather_ms(train, data, batches: int = 50) -> float:
 def measure(corpus: str, unit: str, args, settings: dict) -> list:
     out = Path(args.runs) / f"{Path(corpus).stem}-{unit}"
     result = api.train(corpus, str(out), quiet=True, batching="documents", document_unit=unit,
-                       max_time=args.budget, **settings)
+                       max_time=args.budget, auto=False, **settings)
     run = RunDir(result.run_dir)
     config, tokenizer = run.read_config(), run.read_tokenizer()
     train, val = split_run_ids(run.read_ids(), config.data, tokenizer)

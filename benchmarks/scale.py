@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import record, table
+from common import native_bf16, record, table
 
 from chargen.checkpoint import RunDir
 from chargen.corpus import open_corpus
@@ -60,7 +60,7 @@ from chargen import api
 from chargen.checkpoint import RunDir
 result = api.train(sys.argv[1], sys.argv[2], quiet=True, hidden_size=256, num_layers=1,
                    max_steps=int(sys.argv[3]), log_every=5, eval_every=10**9, eval_chars=20000,
-                   device="cpu")
+                   device="cpu", auto=False)
 rates = [r["chars_per_s"] for r in RunDir(sys.argv[2]).read_metrics() if "chars_per_s" in r]
 print(json.dumps({"rate": statistics.median(rates[1:]),
                   "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -94,7 +94,8 @@ def main() -> None:
         rows.append([label, f"{size / seconds / 1e6:,.0f}", f"{rss / 2**20:,.0f}",
                      f"{rss / size:.2f}", f"{rate:,.0f}", f"{64 * 100 / rate * 1000:.0f}"])
     base_step = float(rows[0][5])
-    note = (f"Training: 1x256 LSTM, batch 64 x 100, bf16 autocast, {args.steps} steps, median "
+    precision = "bf16 autocast" if native_bf16() else "fp32 (no native bf16 here)"
+    note = (f"Training: 1x256 LSTM, batch 64 x 100, {precision}, {args.steps} steps, median "
             f"of 3 runs each; the big corpus's step time is "
             f"{float(rows[1][5]) / base_step:.2f}x the small one's. Tokenising = both passes "
             "(fit + count, then encode to ids.npy). Peak RSS is the training process's "

@@ -36,7 +36,7 @@ def free_port() -> int:
 def make_run(directory: Path, hidden_size: int, num_layers: int) -> str:
     result = api.train("builtin:python-docs", str(directory / "run"), hidden_size=hidden_size,
                        num_layers=num_layers, max_steps=1, eval_every=1, eval_chars=1000,
-                       quiet=True)
+                       quiet=True, auto=False)
     return str(result.run_dir)
 
 

@@ -39,9 +39,10 @@ def cli_without_torch(argv: list[str]) -> str:
 
 
 def tiny_settings(**overrides):
-    """The tiny preset on CPU in fp32, so results are exact and quick."""
+    """The tiny preset on CPU in fp32, so results are exact and quick; api.train keywords
+    (auto-configuration off, as a preset turns it off on the command line)."""
     settings = preset("tiny")
-    settings.update(device="cpu", precision="fp32", log_every=5)
+    settings.update(device="cpu", precision="fp32", log_every=5, auto=False)
     settings.update(overrides)
     return settings
 

@@ -6,7 +6,7 @@ import pytest
 from chargen import api
 from chargen.autoconfig import AUTO_FIELDS, chars_limit, choose, probe_speed
 from chargen.cli import main
-from chargen.config import DataConfig, TrainConfig, preset
+from chargen.config import DataConfig, RunConfig, TrainConfig, preset
 
 SHAKESPEARE, ALICE, SANGUO = 1_003_855, 129_988, 559_806  # training tokens (90%)
 
@@ -117,8 +117,34 @@ def test_a_preset_is_a_whole_recipe_and_is_not_auto_configured(text_file, tmp_pa
     assert meta["config"]["data"]["batch_size"] == preset("alice-small")["batch_size"]
 
 
-def test_the_api_does_not_auto_configure_unless_asked(text_file, tmp_path, no_probe):
-    result = api.train(str(text_file), str(tmp_path / "run"), quiet=True, device="cpu",
-                       precision="fp32", max_steps=1, hidden_size=16, num_layers=1,
-                       embedding_dim=8, seq_len=16, batch_size=4)
-    assert api.load(str(result.run_dir)).config.model.dropout == 0.25
+def test_the_api_auto_configures_as_the_cli_does(text_file, tmp_path, no_probe):
+    common = dict(quiet=True, device="cpu", precision="fp32", max_steps=1, hidden_size=16,
+                  num_layers=1, embedding_dim=8, seq_len=16)
+    chosen = api.train(str(text_file), str(tmp_path / "auto"), **common)
+    meta = json.loads((chosen.run_dir / "config.json").read_text())
+    assert meta["corpus"]["auto_config"]["chosen"]["batch_size"] == 32  # a small corpus
+    assert meta["config"]["model"]["hidden_size"] == 16  # what the caller gave stays
+    off = api.train(str(text_file), str(tmp_path / "off"), auto=False, batch_size=4, **common)
+    assert api.load(str(off.run_dir)).config.model.dropout == 0.25
+    whole = RunConfig().with_overrides({**common, "quiet": None}).validate()
+    kept = api.train(str(text_file), str(tmp_path / "whole"), config=whole, quiet=True)
+    assert "auto_config" not in json.loads((kept.run_dir / "config.json").read_text())["corpus"]
+
+
+def test_a_budget_too_short_for_words_says_so_and_what_would_do():
+    short = choose(SHAKESPEARE, 66, 120, 2_000)  # a slow machine, 2 minutes
+    assert "mostly not words" in short.warning and "--max-time" in short.warning
+    needed = short.warning.split("--max-time ")[1].split()[0]
+    assert needed.endswith("m") and int(needed[:-1]) > 2
+    assert choose(SHAKESPEARE, 66, 600, 18_000).warning == ""
+    assert choose(SHAKESPEARE, 66, math.inf, 2_000, max_chars=640_000).warning == ""
+
+
+def test_the_probe_counts_against_the_time_budget(text_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CHARGEN_NO_PROBE", raising=False)
+    assert _train_cli(text_file, tmp_path / "run", "--max-time", "30", "--hidden-size", "16",
+                      "--num-layers", "1") == 0
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    probe = meta["corpus"]["auto_config"]["probe_seconds"]
+    assert probe > 0
+    assert "auto-config" in capsys.readouterr().err

@@ -42,6 +42,9 @@ def test_unknown_settings_are_refused():
     ("cell", "transformer", "--cell"),
     ("hidden_size", 10**9, "--hidden-size"),
     ("device", "tpu", "--device"),
+    ("threads", -1, "--threads"),
+    ("threads", 1.5, "--threads"),
+    ("threads", 4096, "--threads"),
 ])
 def test_invalid_values_name_their_flag(name, value, flag):
     with pytest.raises(ConfigError, match=flag):

@@ -163,7 +163,7 @@ def _train_window_run(tmp_path, text, name="run", **overrides):
                 "optimizer": "adam", "lr": 0.01, "schedule": "constant", "warmup_steps": 0,
                 "weight_decay": 0.0, "device": "cpu", "precision": "fp32", "seed": 7,
                 "eval_every": 1000, **overrides}
-    return api.train(str(corpus), str(tmp_path / name), quiet=True, **settings)
+    return api.train(str(corpus), str(tmp_path / name), quiet=True, auto=False, **settings)
 
 
 def test_train_loss_rule_keeps_the_epoch_with_the_lowest_training_loss(tmp_path):
@@ -283,7 +283,7 @@ def test_each_tutorial_preset_trains_with_overrides(tmp_path, name):
     corpus.write_text(make_text(800) if name != "chinese-lstm" else "人工智慧改變世界。" * 40,
                       encoding="utf-8")
     settings = {**PRESETS[name], **_preset_overrides(name)}
-    result = api.train(str(corpus), str(tmp_path / "run"), quiet=True, **settings)
+    result = api.train(str(corpus), str(tmp_path / "run"), quiet=True, auto=False, **settings)
     assert result.steps == 2
     saved = RunDir(result.run_dir).read_config()
     assert saved.train.keep == "train-loss" and saved.data.val_fraction == 0.0

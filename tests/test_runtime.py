@@ -13,8 +13,27 @@ from chargen.runtime import (
 
 def test_auto_device_is_cuda_only_when_available():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if expected == "cpu" and torch.backends.mps.is_available():
+        expected = "mps"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [
+    (True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.parametrize("device, bf16, expected", [
+    ("cuda", True, torch.bfloat16), ("cuda", False, None), ("mps", True, None),
+    ("cpu", True, torch.bfloat16), ("cpu", False, None)])
+def test_auto_precision_knows_each_device(monkeypatch, device, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: bf16)
+    assert resolve_precision("auto", torch.device(device)) is expected
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

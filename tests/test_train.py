@@ -110,9 +110,66 @@ def test_default_run_directory_gets_a_fresh_name(tmp_path, monkeypatch):
     assert first.run_dir.name == "book" and second.run_dir.name == "book-2"
 
 
-def test_max_time_stops_training(tmp_path):
-    result = _train(tmp_path, max_steps=None, max_time=0.5)
-    assert result.elapsed >= 0.5 and result.steps > 0
+class FakeClock:
+    """A module's `time`, with a monotonic clock that moves `tick` seconds per reading."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def monotonic(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    perf_counter = monotonic
+
+
+def test_max_time_stops_training_with_the_final_evaluation_inside_it(tmp_path, monkeypatch):
+    from chargen import train
+
+    clock = FakeClock(1.0)
+    monkeypatch.setattr(train, "time", clock)
+    evaluate = train.evaluate_ids
+
+    def slow_evaluation(*args, **kwargs):  # an evaluation takes 50 s of the fake clock
+        clock.now += 50
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_ids", slow_evaluation)
+    result = _train(tmp_path, max_steps=None, max_time=1000, eval_every=10**6, log_every=1)
+    records = RunDir(result.run_dir).read_metrics()
+    assert sum("val_loss" in r for r in records) >= 2
+    steps = [r["time"] for r in records if "train_loss" in r]
+    evaluation = 50 + 1  # the fake cost and one tick of the clock around it
+    # it stops at the first step after which the final evaluation would overrun the budget
+    assert steps[-2] + evaluation < 1000 <= steps[-1] + evaluation
+
+
+def test_a_time_budget_evaluates_at_every_tenth_of_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("chargen.train.time", FakeClock(1.0))
+    result = _train(tmp_path, max_steps=None, max_time=100, eval_every=10**6)
+    evaluations = [r["time"] for r in RunDir(result.run_dir).read_metrics() if "val_loss" in r]
+    assert len(evaluations) >= 8  # 10% of 100 s, though eval_every never comes
+    assert all(b - a <= 10 + 3 for a, b in zip(evaluations, evaluations[1:]))
+
+
+def test_the_probe_counts_against_the_time_budget(tmp_path, monkeypatch):
+    from chargen import autoconfig
+
+    monkeypatch.setattr(autoconfig, "time", FakeClock(1000.0))  # a probe of 1000 s
+    monkeypatch.setattr(autoconfig, "measured_speed", lambda *a: autoconfig.NOMINAL_CHARS_PER_S)
+    result = _train(tmp_path, max_steps=None, max_time=600, auto=True, hidden_size=None)
+    meta = RunDir(result.run_dir).read_meta()
+    assert meta["corpus"]["auto_config"]["probe_seconds"] == 1000.0
+    assert result.steps == 1  # the budget was spent before training: one step, then stop
+
+
+def test_warmup_ends_by_a_twentieth_of_a_time_budget_on_a_slow_machine():
+    config = TrainConfig(warmup_steps=100)
+    assert lr_factor(0.0, 0, config) == pytest.approx(0.01)
+    assert lr_factor(0.05, 9, config, time_used=0.05) == pytest.approx(1.0, rel=0.01)
+    assert lr_factor(0.025, 9, config, time_used=0.025) == pytest.approx(0.5, rel=0.01)
+    assert lr_factor(0.05, 9, config) == pytest.approx(0.1, rel=0.01)  # a step budget: steps
+    assert lr_factor(0.5, 0, TrainConfig(warmup_steps=0)) == pytest.approx(0.525)
 
 
 def test_epochs_set_the_step_count(tmp_path):

@@ -42,6 +42,7 @@ from .pieces import SampleMethods
 from .resources import check_fits
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
+from .threads import ThreadGovernor
 from .tokenizer import TextStats, encode_prompt, narrowest_dtype, scan
 from .train import Trainer
 from .watch import require_tensorboard
@@ -82,15 +83,17 @@ class TrainResult:
 def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None, *,
           resume: str | None = None, init_from: str | None = None, extend_vocab: bool = False,
           unknown: str = "error", config: RunConfig | None = None, quiet: bool = False,
-          auto: bool = False, **overrides: Any) -> TrainResult:
+          auto: bool = True, **overrides: Any) -> TrainResult:
     """Train a new run on `corpus` (paths, builtin:NAME or a Corpus), or continue `resume`.
     Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600.
     `init_from` starts from a trained run's weights (fine-tuning): characters it never saw
     are an error, added with `extend_vocab`, or trained as unknown with unknown='replace'.
-    `auto` chooses the model size, regularisation and batch the overrides leave open
-    (autoconfig.py); the choice is stored in the run's config.json."""
+    `auto` (as on the command line) chooses the model size, regularisation and batch the
+    overrides leave open (autoconfig.py); the choice is stored in the run's config.json. A
+    whole `config`, like a preset, is taken as it is; so is a fine-tuning base's."""
     if resume is not None:
         return _resume(resume, overrides, quiet)
+    explicit = config
     base = load_base(init_from) if init_from is not None else None
     if base is not None:
         config = derive_config(base, overrides)
@@ -106,29 +109,32 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     if config.train.tensorboard:
         require_tensorboard()  # a missing optional package is reported before any work
     world, device = join(config.train.device)
+    governor = _governor(config, device)
     if not world.is_main:
         log.setLevel(logging.WARNING)
     outcome, error = None, None
     if world.is_main:
         try:
             given = ({k for k, v in overrides.items() if v is not None}
-                     if auto and base is None else None)
+                     if auto and base is None and explicit is None else None)
             outcome = ("ok", str(_prepare_run(corpus, out, config, base, extend_vocab, unknown,
-                                              device, given)))
+                                              device, given, governor)))
         except ChargenError as err:
             outcome, error = ("error", str(err)), err
     outcome = from_main(outcome, world)  # the other ranks wait for rank 0's run directory
     if outcome[0] == "error":
         raise error or ChargenError(outcome[1])
     run = RunDir(outcome[1])
-    if auto:  # rank 0 chose; every rank takes its choice from the run directory
+    spent = 0.0
+    if auto and base is None and explicit is None:  # rank 0 chose; every rank reads its choice
         config = run.read_config()
+        spent = run.read_meta()["corpus"].get("auto_config", {}).get("probe_seconds", 0.0)
     try:
         tokenizer = run.read_tokenizer()
         train_ids, val_ids = split_run_ids(run.read_ids(), config.data, tokenizer)
         init = initial_weights(base, tokenizer) if base is not None else None
         trainer = _build_trainer(config, tokenizer.vocab_size, train_ids, val_ids, run, quiet,
-                                 init, world, device)
+                                 init, world, device, governor, spent)
     except BaseException:
         if world.is_main:
             run.discard()  # rank 0 created it a moment ago: nothing of the user's is in it
@@ -137,8 +143,14 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     return _fit(trainer)
 
 
+def _governor(config: RunConfig, device) -> ThreadGovernor | None:
+    """The CPU thread count for this run (threads.py); None on a GPU."""
+    return ThreadGovernor(config.train.threads) if device.type == "cpu" else None
+
+
 def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unknown: str,
-                 device, auto_given: set[str] | None = None) -> Path:
+                 device, auto_given: set[str] | None = None,
+                 governor: ThreadGovernor | None = None) -> Path:
     """Read and tokenize the corpus, check the split and the memory, and write a new run
     directory with ids.npy, tokenizer.json and config.json; -> its path."""
     if out is not None:
@@ -165,6 +177,8 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
              f"{stats.tokens:,}", tokenizer.vocab_size, f"{n_train:,}", f"{n_val:,}")
     auto_record = None
     if auto_given is not None:
+        if governor is not None:
+            governor.check()  # the speed probe runs on the cores that are free
         config, auto_record = auto_configure(config, auto_given, n_train, tokenizer.vocab_size,
                                              device)
     _check_model_fits(config, tokenizer.vocab_size, device)
@@ -216,7 +230,8 @@ def _as_stream(corpus, config: RunConfig):
 
 
 def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, quiet,
-                   init_weights, world: World, device) -> Trainer:
+                   init_weights, world: World, device,
+                   governor: ThreadGovernor | None = None, spent: float = 0.0) -> Trainer:
     seed_everything(config.train.seed)
     dtype = resolve_precision(config.train.precision, device)
     model = RNNLanguageModel(config.model, vocab_size, framing_of(config.data, vocab_size))
@@ -229,7 +244,8 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
     log.info("model: %s %dx%d, %s, %s parameters; %s, %s", config.model.cell.upper(),
              config.model.num_layers, config.model.hidden_size, inputs,
              f"{count_parameters(model):,}", device, "fp32" if dtype is None else str(dtype)[6:])
-    return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet, world)
+    return Trainer(model, config, train_ids, val_ids, run, device, dtype, quiet, world, governor,
+                   spent)
 
 
 def _check_model_fits(config: RunConfig, vocab_size: int, device) -> None:
@@ -261,6 +277,7 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
                                   "a new run")
     config = config.with_overrides(given).validate()
     world, device = join(config.train.device)
+    governor = _governor(config, device)
     if world.is_main:
         run.remove_temporaries()
     else:
@@ -270,7 +287,7 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
     vocab_size = tokenizer.vocab_size
     _check_model_fits(config, vocab_size, device)
     trainer = _build_trainer(config, vocab_size, train_ids, val_ids, run, quiet, None, world,
-                             device)
+                             device, governor)
     if run.file(LAST).exists():
         trainer.restore()
         log.info("resuming %s at step %d", run.path, trainer.progression.step)

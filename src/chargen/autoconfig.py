@@ -36,6 +36,9 @@ NOMINAL_CHARS_PER_S = 18_000.0  # 2x512, bf16, 2 CPU cores: what the probe measu
 BUDGET_EFFICIENCY = 0.9  # the share of the budget spent in training steps (not evaluation)
 CHARS_PER_PARAM = 2.0  # 2x512 on tiny Shakespeare in 10 min sees ~3 (and reached 1.44)
 PARAMS_PER_TOKEN = 20.0
+# Training characters a small model needs before its samples are mostly words: a plain 1x256
+# LSTM on tiny Shakespeare passed 1.7 nats/char after ~4M characters (AVX2 machine, fp32).
+USEFUL_CHARS = 4_000_000
 # (fewest epochs, settings): the last tier whose epochs the run reaches applies.
 REGULARISATION = (
     (0.0, {"dropout": 0.1}),
@@ -66,6 +69,7 @@ AUTO_FIELDS = SIZE_FIELDS + ("dropout", "locked_dropout", "weight_drop", "embedd
 class AutoChoice:
     settings: dict
     reason: str
+    warning: str = ""  # the budget is too small for useful text on this machine
 
 
 def recurrent_parameters(num_layers: int, hidden_size: int, embedding_dim: int = 64) -> int:
@@ -117,7 +121,23 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
     if large_vocabulary:
         reason += (f" and {symbols / 1e6:.2f}M embedding and output ones (a large vocabulary: "
                    "sized by all of them, no dropout, a higher peak learning rate)")
-    return AutoChoice(settings, reason)
+    return AutoChoice(settings, reason, short_budget_warning(seen, rate, budget_s))
+
+
+def short_budget_warning(seen: float, rate: float, budget_s: float) -> str:
+    """What to expect when a time budget lets the model see too little text, and the budget
+    that would reach USEFUL_CHARS; '' when it is enough (or the limit is not time)."""
+    if not math.isfinite(budget_s) or seen >= USEFUL_CHARS:
+        return ""
+    needed = USEFUL_CHARS / (rate * BUDGET_EFFICIENCY)
+    return (f"a {_minutes(budget_s)} budget lets this model see {seen / 1e6:.1f}M characters at "
+            f"~{rate:,.0f} chars/s on this machine: expect text that is mostly not words yet; "
+            f"--max-time {_minutes(needed)} or more would reach word-like text "
+            f"(~{USEFUL_CHARS / 1e6:.0f}M characters)")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 90 else f"{math.ceil(seconds / 60)}m"
 
 
 def probe_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype,
@@ -166,12 +186,14 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
     data, train = config.data, config.train
     # Probed at most at the default batch: the figure is per character, and a huge --batch-size
     # must reach the memory check (after this) rather than fail here.
+    started = time.monotonic()
     rate = measured_speed(vocab_size, min(data.batch_size, 64), min(data.seq_len, 100), device,
                           resolve_precision(train.precision, device))
+    probe_seconds = time.monotonic() - started
     size = None
     if any(name in given for name in (*SIZE_FIELDS, "tie_weights")):
         size = (config.model.num_layers, config.model.hidden_size)
-    budget = train.max_time if train.max_time is not None else math.inf
+    budget = max(train.max_time - probe_seconds, 1.0) if train.max_time is not None else math.inf
     choice = choose(train_tokens, vocab_size, budget, rate, size,
                     chars_limit(train, data, train_tokens))
     chosen = {k: v for k, v in choice.settings.items() if k in free}
@@ -180,8 +202,10 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
     config = config.with_overrides(chosen).validate()
     shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
     log.info("auto-config (--no-auto to turn off): %s\n  because: %s", shown, choice.reason)
+    if choice.warning:
+        log.warning("%s", choice.warning)
     return config, {"chosen": chosen, "reason": choice.reason,
-                    "reference_chars_per_s": round(rate)}
+                    "reference_chars_per_s": round(rate), "probe_seconds": round(probe_seconds, 3)}
 
 
 def chars_limit(train, data, train_tokens: int) -> float | None:

@@ -119,12 +119,15 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                      help="validation tokens used by each evaluation (default 1,000,000)")
     opt.add_argument("--log-every", type=int, metavar="STEPS")
     opt.add_argument("--seed", type=int)
-    opt.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    opt.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     opt.add_argument("--on-divergence", choices=("stop", "rollback"),
                      help="when the loss becomes NaN or explodes: stop (default), or roll back "
                           "to the last checkpoint with half the learning rate (up to 3 times)")
     opt.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
                      help="auto: bf16 autocast where the hardware runs it fast, else fp32")
+    opt.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads (default 0: as many as there are free cores, followed "
+                          "while training; OMP_NUM_THREADS also fixes the count)")
 
 
 def _add_regularization_flags(model, data) -> None:
@@ -150,7 +153,7 @@ _TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
     "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
     "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
     "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
-    "eval_every eval_chars log_every seed device precision on_divergence freeze_layers "
+    "eval_every eval_chars log_every seed device precision threads on_divergence freeze_layers "
     "input_encoding input_dropout bidirectional window window_layout keep init"
 ).split()
 _TRAIN_FIELDS += ["strip_punctuation", "min_count", "max_vocab"]  # wordbeam
@@ -459,7 +462,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = preset("demo")
     if args.max_time:
         overrides["max_time"] = args.max_time
-    result = api.train("builtin:python-docs", args.out, **overrides)
+    result = api.train("builtin:python-docs", args.out, auto=False, **overrides)
     _report_training(result)
     model = api.load(str(result.run_dir))
     print(f"validation: {result.best_val:.4f} nats/char = {result.best_bits:.3f} bits/char\n")

@@ -121,6 +121,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"
     precision: str = "auto"
+    threads: int = 0  # CPU threads; 0: the free cores, followed while training (threads.py)
     on_divergence: str = "stop"
     freeze_layers: int = 0
     # Watching a run (watch.py). sample_every: steps between samples written to samples.jsonl;
@@ -150,6 +151,7 @@ class TrainConfig:
         _positive("eval_chars", self.eval_chars)
         _positive("log_every", self.log_every)
         _non_negative("seed", self.seed)
+        _whole("threads", self.threads, limit=1024)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(self.device)):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
 
@@ -388,6 +390,12 @@ def _positive(name: str, value: Any, limit: float | None = None) -> None:
         raise ConfigError(f"{_flag(name)} must be more than zero (got {value})")
     if limit is not None and value > limit:
         raise ConfigError(f"{_flag(name)} is too large (got {value}, at most {limit:g})")
+
+
+def _whole(name: str, value: Any, limit: int) -> None:
+    """A whole number from 0 to `limit`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise ConfigError(f"{_flag(name)} must be a whole number from 0 to {limit} (got {value!r})")
 
 
 def _non_negative(name: str, value: Any) -> None:

@@ -30,6 +30,7 @@ from .evaluate import evaluate_ids
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
+from .threads import ThreadGovernor
 from .watch import Watch
 
 log = logging.getLogger("chargen")
@@ -45,10 +46,20 @@ class TrainingDiverged(ChargenError):
     pass
 
 
-def lr_factor(progress: float, step: int, config: TrainConfig) -> float:
-    """Linear warmup over warmup_steps, then cosine from 1 down to min_lr_ratio as training
-    progress (a fraction of the step or time budget) goes from 0 to 1."""
-    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+# Warmup ends after warmup_steps or this share of the budget, whichever comes first: on a slow
+# machine a 2-minute run made ~150 steps and never reached its peak learning rate.
+WARMUP_SHARE = 0.05
+# With a time budget, evaluate at least this often (a share of the budget), whatever eval_every.
+EVAL_SHARE = 0.1
+
+
+def lr_factor(progress: float, step: int, config: TrainConfig, time_used: float = 0.0) -> float:
+    """Linear warmup over warmup_steps (or WARMUP_SHARE of a time budget, if sooner: `time_used`
+    is the share used), then cosine from 1 down to min_lr_ratio as training progress (a
+    fraction of the step or time budget) goes from 0 to 1."""
+    warmup = 1.0
+    if config.warmup_steps:
+        warmup = min(1.0, max((step + 1) / config.warmup_steps, time_used / WARMUP_SHARE))
     if config.schedule == "constant":
         return warmup
     cosine = 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
@@ -89,8 +100,13 @@ class Progression:
 class Trainer:
     def __init__(self, model: RNNLanguageModel, config: RunConfig, train_ids: np.ndarray,
                  val_ids: np.ndarray, run: RunDir, device: torch.device,
-                 dtype: torch.dtype | None, quiet: bool = False, world: World = SINGLE):
+                 dtype: torch.dtype | None, quiet: bool = False, world: World = SINGLE,
+                 governor: ThreadGovernor | None = None, spent: float = 0.0):
         self.model, self.config, self.run, self.world = model, config, run, world
+        self.governor = governor
+        # Seconds of the time budget already used before the first step (the speed probe),
+        # and those the last evaluation took: the final one must fit in the budget too.
+        self.spent, self.eval_seconds, self.evaluated_at = spent, 0.0, 0.0
         self.cfg = config.train
         self.val_ids, self.device, self.dtype = val_ids, device, dtype
         self.quiet = quiet or not world.is_main
@@ -202,7 +218,8 @@ class Trainer:
                 p.step += 1
                 p.elapsed = start_elapsed + time.monotonic() - start_time
                 status = self._status()
-                evaluating = p.step % self.cfg.eval_every == 0 or status == _DONE
+                evaluating = (p.step % self.cfg.eval_every == 0 or status == _DONE
+                              or self._evaluation_due_by_time())
                 epoch_end = p.step % self.batches.steps_per_epoch == 0
                 if (evaluating or epoch_end or p.step % self.cfg.log_every == 0
                         or status != _RUNNING):
@@ -249,12 +266,25 @@ class Trainer:
             "--lr ...) or train with --on-divergence rollback"
         )
 
+    def _evaluation_due_by_time(self) -> bool:
+        """A time budget's share has passed since the last evaluation (one process only: under
+        torchrun the ranks' clocks differ, and they must evaluate at the same step)."""
+        if self.cfg.max_time is None or self.world.enabled:
+            return False
+        return self.progression.elapsed - self.evaluated_at >= EVAL_SHARE * self.cfg.max_time
+
+    def _budget_used(self) -> float:
+        """Seconds of the time budget used, counting the probe before training and the final
+        evaluation still to come (timed as the last one)."""
+        return self.progression.elapsed + self.spent + self.eval_seconds
+
     def _status(self) -> int:
         """Running, done or signalled: decided together by every rank (time budgets and
         signals can differ between processes, and they must stop at the same step)."""
         p = self.progression
         out_of_steps = self.total_steps is not None and p.step >= self.total_steps
-        out_of_time = self.cfg.max_time is not None and p.elapsed >= self.cfg.max_time
+        out_of_time = (self.cfg.max_time is not None and p.elapsed > 0
+                       and self._budget_used() >= self.cfg.max_time)  # one step at least
         status = _DONE if out_of_steps or out_of_time else _RUNNING
         if self._stop_signal is not None:
             status = _SIGNALLED
@@ -265,13 +295,14 @@ class Trainer:
         if self.total_steps:
             fractions.append(p.step / self.total_steps)
         if self.cfg.max_time:
-            fractions.append(p.elapsed / self.cfg.max_time)
+            fractions.append(self._budget_used() / self.cfg.max_time)
         return max(fractions) if fractions else 0.0
 
     def _train_step(self, step: int) -> tuple[torch.Tensor, int]:
         """One optimiser step -> (its loss on the device, the input positions it ran)."""
+        time_used = self._budget_used() / self.cfg.max_time if self.cfg.max_time else 0.0
         lr = self.cfg.lr * self.progression.lr_scale * lr_factor(
-            self._progress_fraction(), step, self.cfg)
+            self._progress_fraction(), step, self.cfg, time_used)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = (to_device(t[self.rows], self.device) for t in self.batches.batch(step))
@@ -291,6 +322,8 @@ class Trainer:
         p = self.progression
         steps = window.count
         loss, chars_per_s = window.flush()
+        if self.governor is not None:
+            self.governor.check()  # another process may have started or ended
         if self.world.enabled:  # the mean over ranks, so that every rank judges the same loss
             loss = sum_all([loss], self.world, self.device)[0] / self.world.size
             chars_per_s *= self.world.size
@@ -304,6 +337,8 @@ class Trainer:
             return
         record = {"step": p.step, "time": round(p.elapsed, 3), "train_loss": loss,
                   "lr": self.optimizer.param_groups[0]["lr"], "chars_per_s": round(chars_per_s)}
+        if self.governor is not None:
+            record["threads"] = self.governor.threads
         self.run.append_metrics(record)
         self.watch.record(record)
         progress.update(p.step, p.elapsed, loss=loss, chars_per_s=chars_per_s)
@@ -334,8 +369,11 @@ class Trainer:
         p = self.progression
         if not len(self.val_ids):  # --val-fraction 0 (with --keep train-loss)
             return
+        started = time.monotonic()
         result = evaluate_ids(self.model, self.val_ids, self.config.data.seq_len, self.device,
                               self.dtype, self.cfg.eval_chars, self.world)
+        self.eval_seconds = time.monotonic() - started
+        self.evaluated_at = p.elapsed
         improved = result.nats < p.best_val
         if improved:
             self._check_weights()
