@@ -64,8 +64,9 @@ def sliding_window(model: PlainModel, prompt: torch.Tensor, length: int, window=
         ids.append(int(model.head(out[:, -1]).argmax()))
 
 
-def chargen_loop(model: RNNLanguageModel, prompt, length: int, num: int = 1):
-    config = SampleConfig(length=length, num=num, temperature=0.8, seed=0)
+def chargen_loop(model: RNNLanguageModel, prompt, length: int, num: int = 1,
+                 precision: str = "auto"):
+    config = SampleConfig(length=length, num=num, temperature=0.8, seed=0, precision=precision)
     for _ in generate_ids(model, prompt, config):
         pass
 

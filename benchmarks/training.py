@@ -48,11 +48,13 @@ def flops_per_char(config: ModelConfig) -> float:
     return 6.0 * weights
 
 
-def plain_baseline(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: int, steps: int):
+def plain_baseline(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: int, steps: int,
+                   device: str = "cpu"):
     cell = nn.LSTM if config.cell == "lstm" else nn.GRU
-    embedding = nn.Embedding(VOCAB, config.embedding_dim)
-    rnn = cell(config.embedding_dim, config.hidden_size, config.num_layers, batch_first=True)
-    head = nn.Linear(config.hidden_size, VOCAB)
+    embedding = nn.Embedding(VOCAB, config.embedding_dim).to(device)
+    rnn = cell(config.embedding_dim, config.hidden_size, config.num_layers,
+               batch_first=True).to(device)
+    head = nn.Linear(config.hidden_size, VOCAB).to(device)
     params = [*embedding.parameters(), *rnn.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=2e-3)
     rng = np.random.default_rng(1)
@@ -61,6 +63,7 @@ def plain_baseline(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: in
         start = time.perf_counter()
         offsets = rng.integers(0, len(ids) - seq_len - 1, batch)
         window = torch.from_numpy(ids[offsets[:, None] + np.arange(seq_len + 1)].astype(np.int64))
+        window = window.to(device)
         out, _ = rnn(embedding(window[:, :-1]))
         loss = F.cross_entropy(head(out).reshape(-1, VOCAB), window[:, 1:].reshape(-1))
         optimizer.zero_grad()
@@ -72,7 +75,7 @@ def plain_baseline(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: in
 
 
 def chargen_trainer(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: int, steps: int,
-                    precision: str) -> float:
+                    precision: str, device: str = "cpu") -> float:
     """chars/s of chargen.train itself, from its own per-window log (first window dropped)."""
     alphabet = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,\n"))
     with tempfile.TemporaryDirectory() as out:
@@ -83,7 +86,7 @@ def chargen_trainer(config: ModelConfig, ids: np.ndarray, batch: int, seq_len: i
                   cell=config.cell, hidden_size=config.hidden_size, num_layers=config.num_layers,
                   embedding_dim=config.embedding_dim, dropout=config.dropout, batch_size=batch,
                   seq_len=seq_len, max_steps=steps, log_every=1, eval_every=10**9,
-                  eval_chars=1000, precision=precision, device="cpu")
+                  eval_chars=1000, precision=precision, device=device)
         rates = [r["chars_per_s"] for r in RunDir(os.path.join(out, "run")).read_metrics()
                  if "chars_per_s" in r]
     return statistics.median(rates[1:])

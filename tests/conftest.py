@@ -11,6 +11,9 @@ from chargen.config import preset
 # Auto-config times a few steps of the default model at start-up; tests use the nominal
 # speed instead, so that what the CLI chooses does not depend on how busy the machine is.
 os.environ.setdefault("CHARGEN_NO_PROBE", "1")
+# A fixed thread count, so that the machine's load cannot change a run's arithmetic between
+# two runs a test compares (threads.py follows the free cores otherwise; tested on its own).
+os.environ.setdefault("OMP_NUM_THREADS", str(min(os.cpu_count() or 1, 2)))
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum".split()
 

@@ -214,6 +214,9 @@ def test_sample_precision_and_unknown_flags(trained_run, capsys):
     assert main(["sample", str(trained_run), "--prime", "The", "--length", "12", "--seed", "3",
                  "--precision", "fp32"]) == 0
     assert capsys.readouterr().out.startswith("The")
+    assert main(["sample", str(trained_run), "--prime", "The", "--length", "12", "--seed", "3",
+                 "--precision", "int8", "--num", "2"]) == 0
+    assert capsys.readouterr().out.count("--- sample") == 2
     assert main(["sample", str(trained_run), "--prime", "The \u4e2d", "--unknown", "skip",
                  "--length", "5", "--num", "40", "--seed", "3"]) == 0
     assert capsys.readouterr().out.count("--- sample") == 40
@@ -238,7 +241,7 @@ def test_sample_stop_and_repetition_penalty_flags(trained_run, capsys):
 def test_presets_are_listed(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert "demo: --hidden-size 256" in out and "default: (the defaults)" in out
+    assert "tiny: --hidden-size 32" in out and "default: (the defaults)" in out
 
 
 def test_info_describes_a_run(trained_run, capsys):

@@ -4,6 +4,8 @@ from torch.nn import functional as F
 
 from chargen import decode
 from chargen.config import ModelConfig
+from chargen.decode import int8_product
+from chargen.errors import ConfigError
 from chargen.model import RNNLanguageModel, count_parameters, detach_state, select_state
 
 
@@ -105,6 +107,49 @@ def test_bf16_decoding_stays_close_to_fp32(cell, packed, monkeypatch):
             logits, layers = decoder.step(ids[:, t], layers)
             assert logits.dtype == torch.float32
             torch.testing.assert_close(logits, expected[:, t], rtol=0.05, atol=0.05)
+
+
+def _int8_engine() -> bool:
+    return any(engine in torch.backends.quantized.supported_engines
+               for engine in ("x86", "fbgemm", "qnnpack"))
+
+
+@pytest.mark.skipif(not _int8_engine(), reason="this torch build has no int8 engine")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_int8_decoding_stays_close_to_fp32_and_quantises_the_large_products(cell, monkeypatch):
+    monkeypatch.setattr(decode, "MIN_INT8_WEIGHTS", 64 * 64)  # the layers, not the output
+    quantised = []
+    monkeypatch.setattr(decode, "int8_product", lambda w, b: quantised.append(w.shape)
+                        or int8_product(w, b))
+    torch.manual_seed(2)
+    model = RNNLanguageModel(ModelConfig(cell=cell, hidden_size=64, num_layers=2), vocab_size=30).eval()
+    ids = torch.randint(0, 30, (8, 20))
+    with torch.no_grad():
+        expected, _ = model(ids)
+        decoder = decode.Decoder(model, decode.decode_dtype(torch.device("cpu"), 8, 64, "int8"))
+        layers = decoder.split_state(model.init_state(8))
+        for t in range(ids.size(1)):
+            logits, layers = decoder.step(ids[:, t], layers)
+            assert logits.dtype == torch.float32
+            torch.testing.assert_close(logits, expected[:, t], rtol=0.05, atol=0.05)
+    assert quantised and all(rows * cols >= 64 * 64 for rows, cols in quantised)
+    assert (30, 64) not in quantised  # the small output layer stays float
+
+
+@pytest.mark.parametrize("bf16, hidden, batch, expected", [
+    (True, 512, 1, torch.bfloat16), (True, 256, 1, None), (False, 512, 1, torch.qint8),
+    (False, 1024, 64, torch.qint8), (False, 256, 64, None)])
+def test_auto_decoding_precision(monkeypatch, bf16, hidden, batch, expected):
+    monkeypatch.setattr(decode, "bf16_is_fast", lambda device: bf16)
+    if expected == torch.qint8 and not decode._fbgemm_present():
+        expected = None  # not an x86 build: int8 is never chosen by itself
+    assert decode.decode_dtype(torch.device("cpu"), batch, hidden) is expected
+    assert decode.decode_dtype(torch.device("cpu"), batch, hidden, "fp32") is None
+
+
+def test_int8_decoding_is_refused_off_the_cpu():
+    with pytest.raises(ConfigError, match="int8 runs on the CPU"):
+        decode.decode_dtype(torch.device("cuda"), 1, 64, "int8")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -3,7 +3,11 @@ import sys
 import time
 
 import pytest
+import torch
+from conftest import tiny_settings
 
+from chargen import api
+from chargen.checkpoint import RunDir
 from chargen.threads import (
     FIRST_LOOK_SECONDS,
     RECHECK_SECONDS,
@@ -13,6 +17,12 @@ from chargen.threads import (
     others_busy,
     read_sample,
 )
+
+
+@pytest.fixture(autouse=True)
+def no_fixed_count(monkeypatch):
+    """conftest fixes OMP_NUM_THREADS for the other tests; these test the choice itself."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
 
 def test_free_cores_leave_the_neighbours_cores_and_keep_one():
@@ -74,8 +84,7 @@ def test_a_count_the_user_gave_is_never_changed(monkeypatch, setting, env, expec
     assert governor.check(now=100.0) == expected and applied == [expected]
 
 
-def test_without_proc_stat_the_count_stays(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+def test_without_proc_stat_the_count_stays():
     governor = ThreadGovernor(0, read=lambda: None, cores=2, apply=lambda n: None)
     assert not governor.auto and governor.check(now=100.0) == 2
     assert read_sample("/nonexistent/stat") is None
@@ -96,3 +105,17 @@ def test_a_real_busy_neighbour_is_seen():
         neighbour.kill()
         neighbour.wait()
     assert seen >= 0.5
+
+
+@pytest.mark.parametrize("setting", [0, 1])
+def test_training_runs_the_governed_count_and_logs_it(text_file, tmp_path, monkeypatch, setting):
+    before = torch.get_num_threads()
+    try:
+        result = api.train(str(text_file), str(tmp_path / "run"), quiet=True,
+                           **tiny_settings(threads=setting))
+        logged = [r["threads"] for r in RunDir(result.run_dir).read_metrics() if "threads" in r]
+        assert logged and all(count >= 1 for count in logged)
+        if setting:
+            assert set(logged) == {setting} and torch.get_num_threads() == setting
+    finally:
+        torch.set_num_threads(before)

@@ -152,6 +152,14 @@ def test_a_time_budget_evaluates_at_every_tenth_of_it(tmp_path, monkeypatch):
     assert all(b - a <= 10 + 3 for a, b in zip(evaluations, evaluations[1:]))
 
 
+def test_time_and_step_evaluations_do_not_crowd_each_other(tmp_path, monkeypatch):
+    monkeypatch.setattr("chargen.train.time", FakeClock(1.0))
+    result = _train(tmp_path, max_steps=None, max_time=300, eval_every=20, log_every=1)
+    steps = [r["step"] for r in RunDir(result.run_dir).read_metrics() if "val_loss" in r]
+    assert any(step % 20 for step in steps[:-1])  # some came from the time budget
+    assert all(b - a >= 10 for a, b in zip(steps[:-2], steps[1:-1]))  # none 2 steps apart
+
+
 def test_the_probe_counts_against_the_time_budget(tmp_path, monkeypatch):
     from chargen import autoconfig
 
@@ -163,13 +171,20 @@ def test_the_probe_counts_against_the_time_budget(tmp_path, monkeypatch):
     assert result.steps == 1  # the budget was spent before training: one step, then stop
 
 
+def test_wsd_holds_the_peak_then_decays_over_the_last_fifth():
+    config = TrainConfig(schedule="wsd", warmup_steps=0, min_lr_ratio=0.1)
+    assert lr_factor(0.0, 0, config) == lr_factor(0.8, 500, config) == 1.0
+    assert lr_factor(0.9, 600, config) == pytest.approx(0.55)
+    assert lr_factor(1.0, 700, config) == pytest.approx(0.1)
+
+
 def test_warmup_ends_by_a_twentieth_of_a_time_budget_on_a_slow_machine():
-    config = TrainConfig(warmup_steps=100)
+    config = TrainConfig(schedule="cosine", warmup_steps=100)
     assert lr_factor(0.0, 0, config) == pytest.approx(0.01)
     assert lr_factor(0.05, 9, config, time_used=0.05) == pytest.approx(1.0, rel=0.01)
     assert lr_factor(0.025, 9, config, time_used=0.025) == pytest.approx(0.5, rel=0.01)
     assert lr_factor(0.05, 9, config) == pytest.approx(0.1, rel=0.01)  # a step budget: steps
-    assert lr_factor(0.5, 0, TrainConfig(warmup_steps=0)) == pytest.approx(0.525)
+    assert lr_factor(0.5, 0, TrainConfig(schedule="cosine", warmup_steps=0)) == pytest.approx(0.525)
 
 
 def test_epochs_set_the_step_count(tmp_path):
@@ -182,7 +197,7 @@ def test_epochs_set_the_step_count(tmp_path):
 
 
 def test_lr_schedule_warms_up_then_decays():
-    config = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
+    config = TrainConfig(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0.0, 0, config) == pytest.approx(0.1)
     assert lr_factor(0.0, 9, config) == pytest.approx(1.0)
     assert lr_factor(0.5, 100, config) == pytest.approx(0.55)

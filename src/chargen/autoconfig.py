@@ -34,11 +34,16 @@ REFERENCE = ModelConfig()  # the probe's model: 2x512 LSTM, embedding 64
 COST_OVERHEAD = 300_000
 NOMINAL_CHARS_PER_S = 18_000.0  # 2x512, bf16, 2 CPU cores: what the probe measures here
 BUDGET_EFFICIENCY = 0.9  # the share of the budget spent in training steps (not evaluation)
-CHARS_PER_PARAM = 2.0  # 2x512 on tiny Shakespeare in 10 min sees ~3 (and reached 1.44)
+# Training characters per recurrent parameter a candidate must see in the budget. Measured on
+# tiny Shakespeare in 3 minutes (AVX2 emulation, fp32, the wsd schedule at lr 4e-3): 2x256 saw
+# 5.4 per parameter and reached 1.5437 nats/char, 1x256 saw 30 and reached 1.4822; the earlier
+# 2.0 was fitted under a schedule that spent the start of the budget warming up.
+CHARS_PER_PARAM = 10.0
 PARAMS_PER_TOKEN = 20.0
-# Training characters a small model needs before its samples are mostly words: a plain 1x256
-# LSTM on tiny Shakespeare passed 1.7 nats/char after ~4M characters (AVX2 machine, fp32).
-USEFUL_CHARS = 4_000_000
+# Training characters a small model needs before its samples are mostly words: 1x256 with the
+# default recipe passed 1.7 nats/char on tiny Shakespeare after ~2M characters, and 1.55 on
+# python-docs after ~1M (benchmarks/RESULTS.md, 3-minute runs and the demo on AVX2 emulation).
+USEFUL_CHARS = 2_000_000
 # (fewest epochs, settings): the last tier whose epochs the run reaches applies.
 REGULARISATION = (
     (0.0, {"dropout": 0.1}),

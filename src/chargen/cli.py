@@ -105,7 +105,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--optimizer", choices=("adamw", "adam"))
     opt.add_argument("--lr", type=float, metavar="LR")
     opt.add_argument("--weight-decay", type=float, metavar="W")
-    opt.add_argument("--schedule", choices=("cosine", "constant"))
+    opt.add_argument("--schedule", choices=("cosine", "wsd", "constant"),
+                     help="after warmup: cosine to --min-lr-ratio over the budget; wsd: the "
+                          "peak until the last 20%%, then that cosine; constant")
     opt.add_argument("--warmup-steps", type=int, metavar="N")
     opt.add_argument("--min-lr-ratio", type=float, metavar="R")
     opt.add_argument("--grad-clip", type=float, metavar="NORM")
@@ -207,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--unknown", choices=("error", "replace", "skip"), default="error",
                         help="prompt characters the model never saw: stop with an error "
                              "(default), replace them with the unknown id, or skip them")
-    sample.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+    sample.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                         help="auto: bf16 weight copies for large batches or layers where the "
-                             "hardware runs bf16 fast; fp32: always float32")
+                             "hardware runs bf16 fast; fp32: always float32; int8: int8 copies "
+                             "of the large weights (CPU; faster for big models, see README)")
     sample.add_argument("--stop", action="append", default=[], metavar="SEQ",
                         help="end a sample where it produces SEQ (not printed); repeatable, "
                              "e.g. --stop $'\\n\\n'")
@@ -456,13 +459,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_SECONDS = 110.0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import api
 
-    overrides = preset("demo")
-    if args.max_time:
-        overrides["max_time"] = args.max_time
-    result = api.train("builtin:python-docs", args.out, auto=False, **overrides)
+    # The budget only: the model is chosen for this machine's measured speed, as `train` does.
+    overrides = {"max_time": args.max_time or DEMO_SECONDS, "eval_every": 100}
+    result = api.train("builtin:python-docs", args.out, **overrides)
     _report_training(result)
     model = api.load(str(result.run_dir))
     print(f"validation: {result.best_val:.4f} nats/char = {result.best_bits:.3f} bits/char\n")
@@ -508,9 +513,10 @@ def _add_serve_command(commands) -> None:
     serve.add_argument("--threads", type=int, metavar="N",
                        help="torch threads for the model (default: one less than torch's "
                             "default, leaving a core to the HTTP side)")
-    serve.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+    serve.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                        help="decoder weights: auto (bf16 where the hardware runs it fast, for "
-                            "--max-active rows) or fp32 (seeded text equals chargen sample's)")
+                            "--max-active rows), fp32 (seeded text equals chargen sample's) or "
+                            "int8 (stateful runs; window runs stay float)")
     serve.add_argument("--which", choices=("best", "last"), default="best")
     serve.add_argument("--device", default="cpu")
 

@@ -36,7 +36,7 @@ class ServeLimits:
     max_prompt: int = 10_000  # characters
     max_active: int = 32  # generations stepped together
     queue_size: int = 64  # generations waiting for a place; beyond it: 503
-    precision: str = "auto"  # decoder weights: auto (bf16 where fast) or fp32
+    precision: str = "auto"  # decoder weights: auto (bf16 where fast), fp32 or int8
 
     def validate(self) -> ServeLimits:
         for name in ("max_length", "max_num", "max_prompt", "max_active"):

@@ -19,7 +19,7 @@ from .model import RNNLanguageModel
 # whole (a 1x256 LSTM over windows of 100 on 2 CPU cores, 300 tokens: bf16 3.1x at one sample,
 # 1.3x at 4, 1.07x at 8; float32 1.8x at one, 1.0x at 2, 0.45x at 4; a 2x512 LSTM: bf16 5.4x
 # at one sample, 1.8x at 4).
-PIPELINE_MAX_ROWS = {torch.bfloat16: 800, None: 200}
+PIPELINE_MAX_ROWS = {torch.bfloat16: 800, None: 200, torch.qint8: 200}
 
 
 def initial_windows(prompt: torch.Tensor, rows: int, window: int, pad_id: int) -> torch.Tensor:

@@ -49,6 +49,8 @@ class TrainingDiverged(ChargenError):
 # Warmup ends after warmup_steps or this share of the budget, whichever comes first: on a slow
 # machine a 2-minute run made ~150 steps and never reached its peak learning rate.
 WARMUP_SHARE = 0.05
+# schedule wsd (warmup, stable, decay): the learning rate decays over this last share only.
+DECAY_SHARE = 0.2
 # With a time budget, evaluate at least this often (a share of the budget), whatever eval_every.
 EVAL_SHARE = 0.1
 
@@ -62,7 +64,10 @@ def lr_factor(progress: float, step: int, config: TrainConfig, time_used: float 
         warmup = min(1.0, max((step + 1) / config.warmup_steps, time_used / WARMUP_SHARE))
     if config.schedule == "constant":
         return warmup
-    cosine = 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    progress = min(max(progress, 0.0), 1.0)
+    if config.schedule == "wsd":  # stable at the peak, then the cosine over the last share
+        progress = max(0.0, progress - (1 - DECAY_SHARE)) / DECAY_SHARE
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
     return warmup * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
 
 
@@ -107,6 +112,7 @@ class Trainer:
         # Seconds of the time budget already used before the first step (the speed probe),
         # and those the last evaluation took: the final one must fit in the budget too.
         self.spent, self.eval_seconds, self.evaluated_at = spent, 0.0, 0.0
+        self.evaluated_step = -math.inf  # the step of the last evaluation in this process
         self.cfg = config.train
         self.val_ids, self.device, self.dtype = val_ids, device, dtype
         self.quiet = quiet or not world.is_main
@@ -218,8 +224,7 @@ class Trainer:
                 p.step += 1
                 p.elapsed = start_elapsed + time.monotonic() - start_time
                 status = self._status()
-                evaluating = (p.step % self.cfg.eval_every == 0 or status == _DONE
-                              or self._evaluation_due_by_time())
+                evaluating = status == _DONE or self._evaluation_due()
                 epoch_end = p.step % self.batches.steps_per_epoch == 0
                 if (evaluating or epoch_end or p.step % self.cfg.log_every == 0
                         or status != _RUNNING):
@@ -265,6 +270,14 @@ class Trainer:
             f"before are intact: resume with a lower --lr (chargen train --resume {self.run.path} "
             "--lr ...) or train with --on-divergence rollback"
         )
+
+    def _evaluation_due(self) -> bool:
+        """Every eval_every steps, unless a time-based evaluation came less than half that
+        many steps ago; and at least every EVAL_SHARE of a time budget."""
+        step = self.progression.step
+        if step % self.cfg.eval_every == 0:
+            return step - self.evaluated_step >= self.cfg.eval_every / 2
+        return self._evaluation_due_by_time()
 
     def _evaluation_due_by_time(self) -> bool:
         """A time budget's share has passed since the last evaluation (one process only: under
@@ -373,7 +386,7 @@ class Trainer:
         result = evaluate_ids(self.model, self.val_ids, self.config.data.seq_len, self.device,
                               self.dtype, self.cfg.eval_chars, self.world)
         self.eval_seconds = time.monotonic() - started
-        self.evaluated_at = p.elapsed
+        self.evaluated_at, self.evaluated_step = p.elapsed, p.step
         improved = result.nats < p.best_val
         if improved:
             self._check_weights()
