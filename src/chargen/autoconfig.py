@@ -135,8 +135,8 @@ def short_budget_warning(seen: float, rate: float, budget_s: float) -> str:
     if not math.isfinite(budget_s) or seen >= USEFUL_CHARS:
         return ""
     needed = USEFUL_CHARS / (rate * BUDGET_EFFICIENCY)
-    return (f"a {_minutes(budget_s)} budget lets this model see {seen / 1e6:.1f}M characters at "
-            f"~{rate:,.0f} chars/s on this machine: expect text that is mostly not words yet; "
+    return (f"{_minutes(budget_s)} of training lets this model see {seen / 1e6:.1f}M characters "
+            f"at ~{rate:,.0f} chars/s on this machine: expect text that is mostly not words yet; "
             f"--max-time {_minutes(needed)} or more would reach word-like text "
             f"(~{USEFUL_CHARS / 1e6:.0f}M characters)")
 
