@@ -284,8 +284,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                            unknown=args.unknown,
                            auto=args.auto and not (args.init_from or args.preset),
                            **overrides)
-    finally:
+    except BaseException:
         leave()
+        raise
+    leave(together=True)
     _report_training(result)
     return 0
 

@@ -51,8 +51,14 @@ def join(device_name: str) -> tuple[World, torch.device]:
     return world, torch.device("cpu")
 
 
-def leave() -> None:
+def leave(together: bool = False) -> None:
+    """End this process's part in the group; `together` (after a run that succeeded): first
+    wait for every rank, so that none tears its connections down while rank 0 still writes
+    its last files and samples (a rank that left early aborted in gloo's teardown once in
+    CI's test run: 'terminate called without an active exception')."""
     if dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
