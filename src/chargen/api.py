@@ -93,8 +93,8 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     whole `config`, like a preset, is taken as it is; so is a fine-tuning base's."""
     if resume is not None:
         return _resume(resume, overrides, quiet)
-    explicit = config
     base = load_base(init_from) if init_from is not None else None
+    choosing = auto and base is None and config is None  # a whole config or a base is kept
     if base is not None:
         config = derive_config(base, overrides)
         if (config.data.batching == "documents") != (base.config.data.batching == "documents"):
@@ -115,8 +115,7 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     outcome, error = None, None
     if world.is_main:
         try:
-            given = ({k for k, v in overrides.items() if v is not None}
-                     if auto and base is None and explicit is None else None)
+            given = {k for k, v in overrides.items() if v is not None} if choosing else None
             outcome = ("ok", str(_prepare_run(corpus, out, config, base, extend_vocab, unknown,
                                               device, given, governor)))
         except ChargenError as err:
@@ -126,7 +125,7 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
         raise error or ChargenError(outcome[1])
     run = RunDir(outcome[1])
     spent = 0.0
-    if auto and base is None and explicit is None:  # rank 0 chose; every rank reads its choice
+    if choosing:  # rank 0 chose; every rank takes its choice from the run directory
         config = run.read_config()
         spent = run.read_meta()["corpus"].get("auto_config", {}).get("probe_seconds", 0.0)
     try:
