@@ -303,19 +303,16 @@ class Trainer:
             status = _SIGNALLED
         return max_over_ranks(status, self.world, self.device)
 
-    def _progress_fraction(self) -> float:
-        p, fractions = self.progression, []
-        if self.total_steps:
-            fractions.append(p.step / self.total_steps)
-        if self.cfg.max_time:
-            fractions.append(self._budget_used() / self.cfg.max_time)
-        return max(fractions) if fractions else 0.0
+    def _time_share(self) -> float:
+        """The share of the time budget used (0 without one)."""
+        return self._budget_used() / self.cfg.max_time if self.cfg.max_time else 0.0
 
     def _train_step(self, step: int) -> tuple[torch.Tensor, int]:
         """One optimiser step -> (its loss on the device, the input positions it ran)."""
-        time_used = self._budget_used() / self.cfg.max_time if self.cfg.max_time else 0.0
+        time_used = self._time_share()
+        steps_used = step / self.total_steps if self.total_steps else 0.0
         lr = self.cfg.lr * self.progression.lr_scale * lr_factor(
-            self._progress_fraction(), step, self.cfg, time_used)
+            max(steps_used, time_used), step, self.cfg, time_used)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = (to_device(t[self.rows], self.device) for t in self.batches.batch(step))
