@@ -102,3 +102,59 @@ def test_a_full_queue_refuses_and_a_cancelled_generation_leaves():
     finally:
         batcher.close()
     assert batcher.counts() == {"active": 0, "queued": 0}
+
+
+HEALTHY = [("the ", Settings(length=40, temperature=0.6 + 0.1 * i, seed=i, num=1 + i % 2))
+           for i in range(8)]
+
+
+def _error_of(outbox) -> str:
+    while True:
+        kind, payload = outbox.get(timeout=60)
+        if kind != "pieces":
+            assert kind == "error", (kind, payload)
+            return payload
+
+
+@pytest.mark.parametrize("poison", [float("nan"), 1e-45])
+def test_a_poisoned_generation_fails_alone(poison):
+    """Settings the server's validation would refuse, pushed straight into a batch: that row's
+    probabilities are not finite; its request fails, the eight around it are untouched."""
+    model = _model("lstm", 2)
+    batcher = Batcher(model, max_active=16, queue_size=16, precision="fp32")
+    try:
+        healthy = [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[:4]]
+        _, poisoned = _submit(batcher, model, "the ", Settings(length=40, temperature=poison))
+        healthy += [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[4:]]
+        assert "not finite" in _error_of(poisoned)
+        for outbox, (prime, settings) in zip(healthy, HEALTHY):
+            assert _collect(outbox, settings.num) == _alone(model, prime, settings)
+    finally:
+        batcher.close()
+    assert batcher.counts() == {"active": 0, "queued": 0}
+
+
+def test_a_generation_whose_draw_raises_fails_alone(monkeypatch):
+    """An exception while drawing a group: its generations are drawn one by one with the
+    same random numbers, and only the one that raises fails."""
+    import chargen.batcher as batcher_module
+
+    draw = batcher_module._sample_group
+
+    def fragile(logits, key, generations):
+        if any(g.settings.seed == 666 for g in generations):
+            raise RuntimeError("boom")
+        return draw(logits, key, generations)
+
+    monkeypatch.setattr(batcher_module, "_sample_group", fragile)
+    model = _model("gru", 1)
+    batcher = Batcher(model, max_active=16, queue_size=16, precision="fp32")
+    try:
+        healthy = [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[:4]]
+        _, doomed = _submit(batcher, model, "the ", Settings(length=40, seed=666))
+        healthy += [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[4:]]
+        assert "boom" in _error_of(doomed)
+        for outbox, (prime, settings) in zip(healthy, HEALTHY):
+            assert _collect(outbox, settings.num) == _alone(model, prime, settings)
+    finally:
+        batcher.close()

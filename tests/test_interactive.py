@@ -48,7 +48,7 @@ def test_bad_commands_and_unknown_characters_are_one_line_messages(trained_run):
                                  "snow \u2603", ":quit", "never read"]))
     messages = err.getvalue().splitlines()[1:]  # after the greeting
     assert messages[0].startswith(":temp needs a value")
-    assert "--temperature must be 0 or more" in messages[1]
+    assert "--temperature must be from 0.001 to 1000" in messages[1]
     assert messages[2] == "unknown command :bogus; :help lists the commands"
     assert "never saw" in messages[3] and ":unknown skip" in messages[3]
     assert messages[4] == "unknown = skip"

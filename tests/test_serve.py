@@ -161,6 +161,34 @@ def test_concurrent_streams_each_get_their_own_seeded_text(client):
     assert together == alone
 
 
+@pytest.mark.parametrize("poison", ['"temperature": 1e39', '"temperature": Infinity',
+                                    '"temperature": 1e-45', '"seed": 100000000000000000000000'])
+def test_a_poisoned_request_between_eight_streams_harms_none(client, poison):
+    """The poisoned request is refused before it joins a batch; the streams around it give
+    their solo text."""
+    bodies = [{"prime": "The ", "length": 60, "temperature": 0.7 + 0.05 * i, "seed": i}
+              for i in range(8)]
+    alone = [client.post("/generate", json=body).json()["texts"] for body in bodies]
+    together, refused = [None] * len(bodies), []
+
+    def stream(i):
+        together[i] = _streamed(client, **bodies[i])[0]
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(bodies))]
+    for thread in threads[:4]:
+        thread.start()
+    refused.append(client.post("/generate", content='{"prime": "The ", "length": 60, "stream": '
+                                                    f'true, {poison}}}'))
+    for thread in threads[4:]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert together == alone
+    assert refused[0].status_code == 422
+    message = refused[0].json()["error"]
+    assert poison.split('"')[1] in message and "--" not in message and "\n" not in message
+
+
 def test_a_client_that_disconnects_stops_its_generation(client):
     with client.stream("POST", "/generate", json={"prime": "The ", "length": 10**7,
                                                   "stream": True}) as response:

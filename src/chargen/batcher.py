@@ -61,6 +61,7 @@ class Generation:
     deliver: Deliver
     submitted: float = field(default_factory=time.perf_counter)
     cancelled: bool = False  # set by the owner's thread; the worker drops the rows
+    uniforms: list[float] | None = None  # this step's random number per sample (worker only)
 
     def start(self, tokenizer) -> None:
         seed = self.settings.seed if self.settings.seed is not None else secrets.randbits(63)
@@ -268,11 +269,14 @@ class Batcher:
             self._leave(list(self._running))
 
     def _step(self) -> None:
-        next_ids = self._choose(self._logits)
-        ids, offset, finished = next_ids.tolist(), 0, []
+        next_ids, failed = self._choose(self._logits)
+        for generation, message in failed.items():
+            log.warning("a generation failed alone: %s", message)
+            generation.deliver(("error", message))
+        ids, offset, finished = next_ids.tolist(), 0, list(failed)
         for generation in self._running:
             num = generation.settings.num
-            if generation.advance(ids[offset : offset + num]):
+            if generation not in failed and generation.advance(ids[offset : offset + num]):
                 finished.append(generation)
             offset += num
         keep = self._leave(finished, apply=False)
@@ -305,8 +309,10 @@ class Batcher:
         with self._cond:
             self._active_count -= count
 
-    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """Next id per row; each sampling group of rows is filtered and drawn together."""
+    def _choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, dict[Generation, str]]:
+        """Next id per row, and the generations whose rows could not be drawn (with why).
+        Each sampling group of rows is filtered and drawn together; every operation works
+        row by row, so one request's bad row cannot change another's draw."""
         if self.bias is not None:
             logits = logits + self.bias
         groups: dict[tuple, list[tuple[Generation, int]]] = {}
@@ -314,16 +320,40 @@ class Batcher:
         for generation in self._running:
             groups.setdefault(generation.sampling_group, []).append((generation, offset))
             offset += generation.settings.num
-        if len(groups) == 1:
-            (key, members), = groups.items()
-            return _sample_group(logits, key, [g for g, _ in members])
         chosen = torch.empty(logits.size(0), dtype=torch.long, device=logits.device)
+        failed: dict[Generation, str] = {}
         for key, members in groups.items():
+            for generation, _ in members:  # drawn once, whatever happens below
+                generation.uniforms = None if key[0] else generation.next_uniforms()
             rows = torch.tensor([o + i for g, o in members for i in range(g.settings.num)],
                                 dtype=torch.long, device=logits.device)
-            chosen[rows] = _sample_group(logits.index_select(0, rows), key,
-                                         [g for g, _ in members])
-        return chosen
+            chosen[rows] = self._draw(logits.index_select(0, rows), key, members, failed)
+        return chosen, failed
+
+    def _draw(self, logits: torch.Tensor, key: tuple, members: list, failed: dict) -> torch.Tensor:
+        """One group's ids; a generation whose rows fail (an exception, or an id outside the
+        vocabulary from non-finite probabilities) is marked failed and the rest are kept."""
+        generations = [g for g, _ in members]
+        try:
+            ids = _sample_group(logits, key, generations)
+        except Exception as err:
+            if len(members) == 1:
+                failed[generations[0]] = f"generation failed: {err}"
+                return torch.zeros(logits.size(0), dtype=torch.long, device=logits.device)
+            log.exception("sampling a group failed; drawing its generations one by one")
+            # the same random numbers (drawn in _choose), so the healthy ones are unchanged
+            parts = logits.split([g.settings.num for g in generations])
+            return torch.cat([self._draw(part, key, [member], failed)
+                              for part, member in zip(parts, members)])
+        row = 0
+        for generation in generations:
+            mine = ids[row : row + generation.settings.num]
+            if bool(((mine < 0) | (mine >= logits.size(-1))).any()):
+                failed[generation] = ("generation failed: the probabilities were not finite "
+                                      "(a setting out of range?)")
+                mine.zero_()
+            row += generation.settings.num
+        return ids
 
 
 def _sample_group(logits: torch.Tensor, key: tuple, generations: list[Generation]) -> torch.Tensor:
@@ -334,6 +364,6 @@ def _sample_group(logits: torch.Tensor, key: tuple, generations: list[Generation
     if any(t != 1.0 for t in temperatures):
         logits = logits / torch.tensor(temperatures, device=logits.device).unsqueeze(1)
     probs = torch.softmax(top_p_filter(top_k_filter(logits, top_k), top_p), dim=-1)
-    uniform = torch.tensor([u for g in generations for u in g.next_uniforms()],
+    uniform = torch.tensor([u for g in generations for u in g.uniforms],
                            dtype=probs.dtype, device=probs.device).unsqueeze(1)
     return invert_cdf(probs, uniform)

@@ -37,12 +37,11 @@ class ModelConfig:
     init: str = "torch"
 
     def validate(self) -> None:
+        check_types(self)
         _choice("cell", self.cell, ("lstm", "gru"))
         _choice("init", self.init, ("torch", "keras"))
         _choice("input_encoding", self.input_encoding, ("embedding", "onehot", "scalar"))
         _fraction("input_dropout", self.input_dropout, upper_open=True)
-        if not isinstance(self.bidirectional, bool):
-            raise ConfigError(f"--bidirectional must be true or false (got {self.bidirectional!r})")
         _positive("hidden_size", self.hidden_size, limit=16384)
         _positive("num_layers", self.num_layers, limit=64)
         _positive("embedding_dim", self.embedding_dim, limit=16384)
@@ -78,7 +77,9 @@ class DataConfig:
     document_unit: str = "line"  # each line, sentence or paragraph is one sequence
 
     def validate(self) -> None:
+        check_types(self)
         _choice("tokenizer", self.tokenizer, ("char", "byte", "word"))
+        check_encoding(self.encoding)
         _positive("min_count", self.min_count)
         _non_negative("max_vocab", self.max_vocab)
         if self.tokenizer != "word" and (self.min_count != 1 or self.max_vocab != 0):
@@ -134,6 +135,7 @@ class TrainConfig:
     keep: str = "val-loss"  # which weights best.safetensors holds: best validation or training loss
 
     def validate(self) -> None:
+        check_types(self)
         self._validate_watching()
         _choice("optimizer", self.optimizer, ("adamw", "adam"))
         _choice("keep", self.keep, ("val-loss", "train-loss"))
@@ -152,8 +154,8 @@ class TrainConfig:
         _positive("eval_every", self.eval_every)
         _positive("eval_chars", self.eval_chars)
         _positive("log_every", self.log_every)
-        _non_negative("seed", self.seed)
-        _whole("threads", self.threads, limit=1024)
+        check_whole("seed", self.seed, limit=SEED_LIMIT)
+        check_whole("threads", self.threads, limit=1024)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(self.device)):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
 
@@ -162,8 +164,6 @@ class TrainConfig:
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
             raise ConfigError(f"--sample-every must be a whole number of steps, 0 for never (got {every})")
         _positive("sample_length", self.sample_length, limit=100_000)
-        if not isinstance(self.tensorboard, bool):
-            raise ConfigError(f"tensorboard must be true or false (got {self.tensorboard!r})")
 
 
 @dataclass(frozen=True)
@@ -254,17 +254,19 @@ class SampleConfig:
     length_norm: bool = False  # rank finished beams by log-probability per token
 
     def validate(self) -> SampleConfig:
+        check_types(self)
         self._validate_beam()
-        if not _is_number(self.repetition_penalty) or self.repetition_penalty <= 0:
-            raise ConfigError(f"--repetition-penalty must be more than zero (got "
-                              f"{self.repetition_penalty}); 1 means none, 1.2 is a usual value")
+        _within("repetition_penalty", self.repetition_penalty, *SCALE_RANGE,
+                hint="1 means none, 1.2 is a usual value")
         _choice("unknown", self.unknown, ("error", "replace", "skip"))
         _choice("precision", self.precision, ("auto", "fp32", "int8"))
         _non_negative("length", self.length)
         _non_negative("top_k", self.top_k)
         _positive("num", self.num, limit=4096)
-        if not _is_number(self.temperature) or self.temperature < 0:
-            raise ConfigError(f"--temperature must be 0 or more (got {self.temperature})")
+        if self.seed is not None:
+            check_whole("seed", self.seed, limit=SEED_LIMIT)
+        if self.temperature != 0:
+            _within("temperature", self.temperature, *SCALE_RANGE, hint="0 means greedy")
         if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p must be in (0, 1] (got {self.top_p})")
         return self
@@ -371,6 +373,68 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# Seeds go to torch's generators, which take a signed 64-bit integer.
+SEED_LIMIT = 2**63 - 1
+# Temperature and repetition penalty divide or multiply float32 logits: inside this range no
+# row can overflow to inf or underflow to a uniform draw (which would be a silent wrong result).
+SCALE_RANGE = (1e-3, 1e3)
+
+
+def check_types(settings: Any) -> None:
+    """Every field of a settings dataclass holds its annotated type: whole numbers where the
+    field is an int (64.0 is refused), finite numbers where it is a float, true/false, text.
+    One pass for flags, the API, config files and the server alike."""
+    for name, kind in _field_types(type(settings)).items():
+        value = getattr(settings, name)
+        optional = kind.endswith(" | None")
+        if optional and value is None:
+            continue
+        problem = _type_problem(kind.removesuffix(" | None"), value)
+        if problem:
+            raise ConfigError(f"{_flag(name)} must be {problem} (got {value!r})")
+
+
+_TYPE_CACHE: dict[type, dict[str, str]] = {}
+
+
+def _field_types(cls: type) -> dict[str, str]:
+    if cls not in _TYPE_CACHE:  # annotations are strings here (from __future__ import annotations)
+        _TYPE_CACHE[cls] = {f.name: str(f.type) for f in fields(cls)}
+    return _TYPE_CACHE[cls]
+
+
+def _type_problem(kind: str, value: Any) -> str | None:
+    if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        return "a whole number"
+    if kind == "float" and not _is_number(value):
+        return "a finite number"
+    if kind == "bool" and not isinstance(value, bool):
+        return "true or false"
+    if kind == "str" and not isinstance(value, str):
+        return "text"
+    if kind.startswith("tuple[str") and not (isinstance(value, (tuple, list))
+                                             and all(isinstance(v, str) for v in value)):
+        return "a list of text"
+    return None
+
+
+def check_encoding(name: Any) -> None:
+    """A codec that turns bytes into text (rot13 and base64 are codecs, but not text ones)."""
+    try:
+        "x".encode(name)  # an empty string would pass: Python skips the codec for it
+    except UnicodeError:
+        pass
+    except (LookupError, TypeError):
+        raise ConfigError(f"--encoding {name!r} is not a text encoding Python knows; use one such "
+                          "as utf-8, utf-16, latin-1 or cp1252") from None
+
+
+def _within(name: str, value: Any, low: float, high: float, hint: str = "") -> None:
+    if not _is_number(value) or not low <= value <= high:
+        hint = f"; {hint}" if hint else ""
+        raise ConfigError(f"{_flag(name)} must be from {low:g} to {high:g} (got {value}){hint}")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -380,21 +444,28 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{_flag(name)} must be one of {', '.join(choices)} (got {value!r})")
 
 
+def _finite(name: str, value: Any) -> None:
+    if not _is_number(value):
+        raise ConfigError(f"{_flag(name)} must be a finite number (got {value!r})")
+
+
 def _positive(name: str, value: Any, limit: float | None = None) -> None:
-    if not _is_number(value) or value <= 0:
+    _finite(name, value)
+    if value <= 0:
         raise ConfigError(f"{_flag(name)} must be more than zero (got {value})")
     if limit is not None and value > limit:
         raise ConfigError(f"{_flag(name)} is too large (got {value}, at most {limit:g})")
 
 
-def _whole(name: str, value: Any, limit: int) -> None:
+def check_whole(name: str, value: Any, limit: int) -> None:
     """A whole number from 0 to `limit`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
         raise ConfigError(f"{_flag(name)} must be a whole number from 0 to {limit} (got {value!r})")
 
 
 def _non_negative(name: str, value: Any) -> None:
-    if not _is_number(value) or value < 0:
+    _finite(name, value)
+    if value < 0:
         raise ConfigError(f"{_flag(name)} must be zero or more (got {value})")
 
 

@@ -34,7 +34,9 @@ def top_p_filter(logits: np.ndarray, p: float) -> np.ndarray:
     sorted_logits = np.take_along_axis(logits, order, axis=-1)
     probs = softmax(sorted_logits)
     before = np.cumsum(probs, axis=-1) - probs  # mass of the tokens ranked above
-    sorted_logits = np.where(before >= p, -np.inf, sorted_logits).astype(logits.dtype)
+    drop = before >= p
+    drop[..., 0] = False  # the likeliest stays, even when p rounds to 0 in float32
+    sorted_logits = np.where(drop, -np.inf, sorted_logits).astype(logits.dtype)
     filtered = np.empty_like(logits)
     np.put_along_axis(filtered, order, sorted_logits, axis=-1)
     return filtered

@@ -36,7 +36,9 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     before = torch.cumsum(probs, dim=-1) - probs  # mass of the tokens ranked above
-    sorted_logits = sorted_logits.masked_fill(before >= p, float("-inf"))
+    drop = before >= p
+    drop[..., 0] = False  # the likeliest stays, even when p rounds to 0 in float32
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import socket
 import threading
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batcher import Batcher, Busy, Generation, Settings
+from .config import SampleConfig, check_types, check_whole
 from .documents import document_prompt
 from .errors import ChargenError, ConfigError
 
@@ -39,28 +41,39 @@ class ServeLimits:
     precision: str = "auto"  # decoder weights: auto (bf16 where fast), fp32 or int8
 
     def validate(self) -> ServeLimits:
+        check_types(self)
         for name in ("max_length", "max_num", "max_prompt", "max_active"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.queue_size < 0:
-            raise ConfigError("--queue-size must be 0 or more")
+        check_whole("max_num", self.max_num, limit=4096)  # SampleConfig's own limit
+        check_whole("max_active", self.max_active, limit=100_000)
+        check_whole("queue_size", self.queue_size, limit=1_000_000)
         return self
 
 
 class GenerateRequest(BaseModel):
+    """The body's shape (types); ranges are checked by SampleConfig's validators, the same
+    ones the CLI and the API use, before the request joins a batch."""
+
     model_config = ConfigDict(extra="forbid")
 
     prime: str | None = Field(None, description="text to continue; empty: a random training "
                                                 "slice (a document run: a whole new unit)")
-    length: int = Field(200, ge=0)
-    temperature: float = Field(1.0, ge=0)
-    top_k: int = Field(0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    num: int = Field(1, ge=1)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    length: int = 200
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num: int = 1
+    seed: int | None = None
     stop: list[str] = Field(default_factory=list, max_length=8)
     unknown: Literal["error", "replace", "skip"] = "error"
     stream: bool = False
+
+    def sample_config(self) -> SampleConfig:
+        """-> the request's settings, validated (ConfigError names the flag)."""
+        return SampleConfig(length=self.length, temperature=self.temperature, top_k=self.top_k,
+                            top_p=self.top_p, num=self.num, seed=self.seed, stop=tuple(self.stop),
+                            unknown=self.unknown).validate()
 
 
 class HTTPProblem(Exception):
@@ -83,8 +96,9 @@ def _check_limits(body: GenerateRequest, limits: ServeLimits) -> None:
 
 def _as_field_names(message: str) -> str:
     """The API's messages name CLI flags; over HTTP they name the request's fields."""
-    return (message.replace("pass --unknown skip or --unknown replace", 'set "unknown" to "skip" or '
-                            '"replace"').replace("--prime", "prime"))
+    message = message.replace("pass --unknown skip or --unknown replace",
+                              'set "unknown" to "skip" or "replace"')
+    return re.sub(r"--([a-z]+(?:-[a-z]+)*)", lambda m: m.group(1).replace("-", "_"), message)
 
 
 async def _read_body(request: Request) -> GenerateRequest:
@@ -95,6 +109,16 @@ async def _read_body(request: Request) -> GenerateRequest:
         if isinstance(err, ValidationError):
             raise HTTPProblem(422, _first_problem(err.errors())) from None
         raise HTTPProblem(400, f"the body is not JSON ({err}); send a JSON object") from None
+
+
+def _checked(body: GenerateRequest) -> Settings:
+    """The batcher's settings from a body whose every value the sampler can use."""
+    try:
+        config = body.sample_config()
+    except ConfigError as err:
+        raise HTTPProblem(422, _as_field_names(str(err))) from None
+    return Settings(length=config.length, temperature=config.temperature, top_k=config.top_k,
+                    top_p=config.top_p, num=config.num, seed=config.seed, stop=config.stop)
 
 
 def _first_problem(errors) -> str:
@@ -155,10 +179,14 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     async def playground():
         return resources.files("chargen").joinpath("static/playground.html").read_text("utf-8")
 
-    @app.post("/generate")
+    # The body is read by hand (any Content-Type, as curl -d sends); its schema is published
+    # for clients and for the fuzz tests that generate bodies from it.
+    @app.post("/generate", openapi_extra={"requestBody": {"required": False, "content": {
+        "application/json": {"schema": GenerateRequest.model_json_schema()}}}})
     async def generate(request: Request):
         try:
             body = await _read_body(request)
+            settings = _checked(body)
             _check_limits(body, limits)
             prime = body.prime or model.random_prime(body.seed)  # a document run's: ""
             prompt = (document_prompt(model.tokenizer, prime, body.unknown) if model.document_unit
@@ -167,8 +195,8 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
             return _error(err.status, str(err))
         except ChargenError as err:
             return _error(400, _as_field_names(str(err)))
-        return await _start(request.app.state.batcher, request.app.state.mailbox, body, prime,
-                            prompt)
+        return await _start(request.app.state.batcher, request.app.state.mailbox, body, settings,
+                            prime, prompt)
 
     return app
 
@@ -196,10 +224,9 @@ class _Mailbox:
             queue.put_nowait(event)
 
 
-async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, prime: str, prompt):
+async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, settings: Settings,
+                 prime: str, prompt):
     events: asyncio.Queue = asyncio.Queue()
-    settings = Settings(length=body.length, temperature=body.temperature, top_k=body.top_k,
-                        top_p=body.top_p, num=body.num, seed=body.seed, stop=tuple(body.stop))
     generation = Generation(prompt, settings, lambda event: mailbox.post(events, event))
     if body.length == 0:
         generation.deliver = events.put_nowait
@@ -285,8 +312,9 @@ def serve(run: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimi
 
     from .api import load
 
-    if threads is not None and threads < 1:
-        raise ConfigError("--threads must be at least 1")
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= 1024):
+        raise ConfigError(f"--threads must be a whole number from 1 to 1024 (got {threads})")
+    check_whole("port", port, limit=65535)
     # One core is left to the event loop: with every core in torch's pool, its spinning
     # threads starved the HTTP side (2 CPUs, 32 clients: 2,156 chars/s against 2,702).
     torch.set_num_threads(threads or max(1, torch.get_num_threads() - 1))
