@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import logging
 import re
 import stat
 import sys
@@ -16,8 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, CorpusError
+from .config import check_encoding
+from .errors import CorpusError
 from .resources import check_fits, format_bytes
+
+log = logging.getLogger("chargen")
 
 BUILTIN_PREFIX = "builtin:"
 CHUNK_BYTES = 1 << 24
@@ -105,7 +109,7 @@ def open_corpus(paths: list[str] | str, encoding: str = "utf-8", normalize_newli
         paths = [str(paths)]
     if not paths:
         raise CorpusError("no corpus given: name a text file, a directory or builtin:python-docs")
-    _check_encoding(encoding)
+    check_encoding(encoding)
     items = tuple(item for source in paths for item in _resolve(str(source), encoding))
     return CorpusStream(items, corpus_name(str(paths[0])), encoding, normalize_newlines,
                         strip_gutenberg, lowercase, strip_punctuation)
@@ -225,9 +229,17 @@ def _byte_range(path: Path, encoding: str, strip_gutenberg: bool) -> tuple[int, 
         return gutenberg_range(head, handle.read(), size)
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# Control characters other than tab, newline, carriage return, vertical tab and form feed.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+
+
 def _decode_file(path: Path, encoding: str, strip_gutenberg: bool) -> Iterator[str]:
     start, end, footer = _byte_range(path, encoding, strip_gutenberg)
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    codec = _bom_encoding(path, encoding) if start == 0 else encoding
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    controls = _ControlWatch(path)
     with open(path, "rb") as handle:
         handle.seek(start)
         offset = start
@@ -235,26 +247,58 @@ def _decode_file(path: Path, encoding: str, strip_gutenberg: bool) -> Iterator[s
             data = handle.read(min(CHUNK_BYTES, end - offset))
             if not data:
                 break
-            if offset == start and _looks_binary(data) and _ascii_compatible(encoding):
-                raise CorpusError(f"{path}: looks like a binary file, not text; give a text file")
             buffered = len(decoder.getstate()[0])
             try:
-                yield decoder.decode(data, final=offset + len(data) >= end)
-            except UnicodeDecodeError as err:
+                text = decoder.decode(data, final=offset + len(data) >= end)
+            except UnicodeError as err:
+                at = offset - buffered + getattr(err, "start", 0)
                 raise CorpusError(
-                    f"{path}: not valid {encoding} at byte {offset - buffered + err.start}; "
-                    "pass --encoding with the file's real encoding (e.g. --encoding latin-1)"
-                ) from None
+                    f"{path}: not valid {encoding} at byte {at:,}; pass --encoding with the "
+                    "file's real encoding (e.g. --encoding latin-1)") from None
+            yield controls.check(text)
             offset += len(data)
+    controls.report()
     if footer:
         yield "\n"
 
 
-def _check_encoding(encoding: str) -> None:
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise ConfigError(f"unknown --encoding {encoding!r}; try utf-8 or latin-1") from None
+def _bom_encoding(path: Path, encoding: str) -> str:
+    """A UTF-8 byte-order mark is dropped (it is not text); a UTF-16/32 one under a UTF-8
+    --encoding is named with the flag to pass, rather than read as binary."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return encoding
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    for bom, family in _BOMS:
+        if head.startswith(bom):
+            raise CorpusError(f"{path}: is {family.upper()} text (it starts with a {family.upper()}"
+                              f" byte-order mark); pass --encoding {family}")
+    return "utf-8-sig"
+
+
+class _ControlWatch:
+    """Counts control characters as the text streams by: a NUL stops the read (binary data,
+    or text in another encoding); the others are reported once, with where the first is."""
+
+    def __init__(self, where: str | Path):
+        self.where, self.seen, self.first, self.count = where, 0, None, 0
+
+    def check(self, text: str) -> str:
+        for found in _CONTROL.finditer(text):
+            at = self.seen + found.start()
+            if found.group() == "\x00":
+                raise CorpusError(
+                    f"{self.where}: a NUL character at character {at:,}: binary data, not text; "
+                    "give a text file (UTF-16 or UTF-32 text: pass --encoding utf-16 or utf-32)")
+            self.count += 1
+            self.first = at if self.first is None else self.first
+        self.seen += len(text)
+        return text
+
+    def report(self) -> None:
+        if self.count:
+            log.warning("%s: %d control character(s), the first at character %s; they are "
+                        "trained on as they are", self.where, self.count, f"{self.first:,}")
 
 
 def _resolve(source: str, encoding: str) -> list[str | Path]:
