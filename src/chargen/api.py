@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -14,13 +15,20 @@ import torch
 
 from .autoconfig import auto_configure
 from .beam import beam_search
-from .checkpoint import LAST, RunDir, load_checkpoint
+from .checkpoint import (
+    LAST,
+    RunDir,
+    checkpoint_info,
+    checkpoint_limit,
+    fit_weights,
+    load_checkpoint,
+)
 from .config import RunConfig, SampleConfig
 from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
 from .data import split_sizes
 from .distributed import World, from_main, join
 from .documents import document_prompt, document_unit, split_run_ids, with_markers
-from .errors import ChargenError, CheckpointError, ConfigError
+from .errors import ChargenError, ConfigError
 from .evaluate import Evaluation, evaluate_ids
 from .finetune import (
     derive_config,
@@ -40,6 +48,7 @@ from .model import (
 )
 from .pieces import SampleMethods
 from .resources import check_fits
+from .runlock import RunLock
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .sampling import generate_text
 from .threads import ThreadGovernor
@@ -112,18 +121,25 @@ def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None
     governor = _governor(config, device)
     if not world.is_main:
         log.setLevel(logging.WARNING)
-    outcome, error = None, None
+    outcome, error, lock = None, None, None
     if world.is_main:
         try:
             given = {k for k, v in overrides.items() if v is not None} if choosing else None
-            outcome = ("ok", str(_prepare_run(corpus, out, config, base, extend_vocab, unknown,
-                                              device, given, governor)))
+            path, lock = _prepare_run(corpus, out, config, base, extend_vocab, unknown, device,
+                                      given, governor)
+            outcome = ("ok", str(path))
         except ChargenError as err:
             outcome, error = ("error", str(err)), err
     outcome = from_main(outcome, world)  # the other ranks wait for rank 0's run directory
     if outcome[0] == "error":
         raise error or ChargenError(outcome[1])
-    run = RunDir(outcome[1])
+    with lock or contextlib.nullcontext():  # rank 0 writes the run: it holds the lock
+        return _train_new(RunDir(outcome[1]), config, base, choosing, quiet, world, device,
+                          governor)
+
+
+def _train_new(run: RunDir, config: RunConfig, base, choosing: bool, quiet: bool, world: World,
+               device, governor: ThreadGovernor | None) -> TrainResult:
     spent = 0.0
     if choosing:  # rank 0 chose; every rank takes its choice from the run directory
         config = run.read_config()
@@ -149,9 +165,10 @@ def _governor(config: RunConfig, device) -> ThreadGovernor | None:
 
 def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unknown: str,
                  device, auto_given: set[str] | None = None,
-                 governor: ThreadGovernor | None = None) -> Path:
+                 governor: ThreadGovernor | None = None) -> tuple[Path, RunLock]:
     """Read and tokenize the corpus, check the split and the memory, and write a new run
-    directory with ids.npy, tokenizer.json and config.json; -> its path."""
+    directory with ids.npy, tokenizer.json and config.json; -> its path and the lock on it
+    (held from the moment the directory exists)."""
     if out is not None:
         RunDir.check_free(out)
     stream = _as_stream(corpus or "builtin:python-docs", config)
@@ -178,10 +195,12 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
     if auto_given is not None:
         if governor is not None:
             governor.check()  # the speed probe runs on the cores that are free
-        config, auto_record = auto_configure(config, auto_given, n_train, tokenizer.vocab_size,
-                                             device)
+        config, auto_record = auto_configure(
+            config, auto_given, n_train, tokenizer.vocab_size, device,
+            lambda candidate: _check_model_fits(candidate, tokenizer.vocab_size, device))
     _check_model_fits(config, tokenizer.vocab_size, device)
     run = RunDir.fresh(target, exist_ok_name=out is None)
+    lock = RunLock(run.path).acquire()  # a second writer that raced us here stops now
     try:
         if cached is not None:
             run.link_ids(cached)
@@ -197,8 +216,9 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
         })
     except BaseException:
         run.discard()
+        lock.release()
         raise
-    return run.path
+    return run.path, lock
 
 
 def _cached_stats(run: RunDir) -> TextStats:
@@ -276,6 +296,13 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
                                   "a new run")
     config = config.with_overrides(given).validate()
     world, device = join(config.train.device)
+    lock = RunLock(run.path).acquire() if world.is_main else None  # before touching any file
+    with lock or contextlib.nullcontext():
+        return _resume_locked(run, config, quiet, world, device)
+
+
+def _resume_locked(run: RunDir, config: RunConfig, quiet: bool, world: World,
+                   device) -> TrainResult:
     governor = _governor(config, device)
     if world.is_main:
         run.remove_temporaries()
@@ -289,8 +316,16 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
                              device, governor)
     if run.file(LAST).exists():
         trainer.restore()
+        _check_steps_left(run, trainer.progression.step, config.train.max_steps)
         log.info("resuming %s at step %d", run.path, trainer.progression.step)
     return _fit(trainer)
+
+
+def _check_steps_left(run: RunDir, step: int, max_steps: int | None) -> None:
+    if max_steps is not None and step >= max_steps:
+        raise ConfigError(f"{run.path} is already at step {step:,}, and --max-steps {max_steps:,} "
+                          f"counts from the run's start: nothing to train; pass a --max-steps "
+                          f"above {step:,}")
 
 
 class LanguageModel(SampleMethods):
@@ -349,16 +384,24 @@ class LanguageModel(SampleMethods):
             return
         yield from generate_text(self.net, self.tokenizer, prompt, config)
 
-    def evaluate(self, text: str) -> Evaluation:
+    def evaluate(self, text: str, allow_unknown: bool = False) -> Evaluation:
+        """Loss on `text`. Characters the run never saw are scored as its unknown id, which
+        makes the figure incomparable: above UNKNOWN_LIMIT of the text (char level) this is
+        refused unless `allow_unknown`; the share is in the result either way."""
         ids = self.tokenizer.encode(text)
+        unknown = int(np.count_nonzero(ids == self.tokenizer.unknown_id))
+        if self.tokenizer.kind == "char" and not allow_unknown:
+            _check_unknown_share(unknown, len(ids), self.tokenizer.unknown_chars(text))
         if self.document_unit:
-            return self._evaluate_documents(ids)
-        if len(ids) < 2:
-            raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
-        result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
-        # Per character too (for word tokens): total nats over the characters scored.
-        covered = len(self.tokenizer.decode(ids[1 : result.tokens + 1]))
-        return dataclasses.replace(result, characters=covered, unit=self.tokenizer.unit)
+            result = self._evaluate_documents(ids)
+        else:
+            if len(ids) < 2:
+                raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
+            result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
+            # Per character too (for word tokens): total nats over the characters scored.
+            covered = len(self.tokenizer.decode(ids[1 : result.tokens + 1]))
+            result = dataclasses.replace(result, characters=covered, unit=self.tokenizer.unit)
+        return dataclasses.replace(result, unknown=unknown, text_tokens=len(ids))
 
     def _evaluate_documents(self, ids: np.ndarray) -> Evaluation:
         """Per token over the text's units, each read from [start], [end] predictions included;
@@ -373,6 +416,18 @@ class LanguageModel(SampleMethods):
                                    unit=self.tokenizer.unit)
 
 
+UNKNOWN_LIMIT = 0.01  # of the text's tokens: more unseen characters than this are refused
+
+
+def _check_unknown_share(unknown: int, tokens: int, missing: list[str]) -> None:
+    if tokens and unknown / tokens > UNKNOWN_LIMIT:
+        shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ConfigError(
+            f"{unknown:,} of the text's {tokens:,} characters ({unknown / tokens:.1%}) are ones the "
+            f"run never saw ({shown}): scored as unknown, the loss would not be comparable; "
+            "evaluate text like the training corpus, or pass --allow-unknown")
+
+
 def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
     """Load a run directory for generation: `which` is best (default) or last."""
     run = RunDir(path).check_exists()
@@ -380,15 +435,15 @@ def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
     tokenizer = run.read_tokenizer()
     net = RNNLanguageModel(config.model, tokenizer.vocab_size,
                            framing_of(config.data, tokenizer.vocab_size))
-    weights, _, _ = load_checkpoint(run.weights_file(which))
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError:
-        raise CheckpointError(
-            f"the weights in {run.path} do not match its config.json / tokenizer.json (another "
-            "model size or vocabulary); restore the original files or retrain"
-        ) from None
+    weights, _, _ = load_checkpoint(run.weights_file(which),
+                                    weights_limit(config, tokenizer.vocab_size))
+    fit_weights(net, weights, run.path)
     return LanguageModel(net.to(resolve_device(device)).eval(), tokenizer, config, run)
+
+
+def weights_limit(config: RunConfig, vocab_size: int) -> int:
+    """The largest checkpoint file a run of this config can have (checkpoint.py)."""
+    return checkpoint_limit(estimate_parameters(config.model, vocab_size), config)
 
 
 def run_info(path: str) -> dict[str, Any]:
@@ -401,19 +456,22 @@ def run_info(path: str) -> dict[str, Any]:
         "run": str(run.path), "chargen_version": meta.get("chargen_version"),
         "parameters": estimate_parameters(config.model, vocab_size), "vocabulary": vocab_size,
         "config": config.to_dict(), "corpus": meta.get("corpus", {}),
-        "files": {p.name: p.stat().st_size for p in sorted(run.path.iterdir()) if p.is_file()},
+        "files": {p.name: p.stat().st_size for p in sorted(run.path.iterdir())
+                  if p.is_file() and not p.name.startswith(".")},
     }
     if run.file(LAST).exists():
-        progression = load_checkpoint(run.file(LAST))[2].get("progression", {})
+        progression = checkpoint_info(run.file(LAST), weights_limit(config, vocab_size)).get(
+            "progression", {})
         info.update(steps=progression.get("step"), seconds_trained=progression.get("elapsed"),
                     best_val=progression.get("best_val"), best_step=progression.get("best_step"))
     return info
 
 
-def evaluate_text(path: str, text_paths: list[str] | str) -> Evaluation:
+def evaluate_text(path: str, text_paths: list[str] | str, allow_unknown: bool = False
+                  ) -> Evaluation:
     """Loss of a trained run on some text, cleaned as the run's corpus was."""
     model = load(path)
     data = model.config.data
     corpus = load_corpus(text_paths, data.encoding, data.normalize_newlines,
                          data.strip_gutenberg, data.lowercase, data.strip_punctuation)
-    return model.evaluate(corpus.text)
+    return model.evaluate(corpus.text, allow_unknown)

@@ -94,13 +94,17 @@ def chars_per_second(num_layers: int, hidden_size: int, vocab_size: int,
 
 
 def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_per_s: float,
-           size: tuple[int, int] | None = None, max_chars: float | None = None) -> AutoChoice:
+           size: tuple[int, int] | None = None, max_chars: float | None = None,
+           fits=None) -> AutoChoice:
     """The settings for a corpus of `train_tokens` over `vocab_size` symbols trained for
     `budget_s` seconds (may be math.inf) on a machine where the reference model runs
     `reference_chars_per_s`, and for at most `max_chars` characters (a step or epoch limit).
-    `size` (num_layers, hidden_size) fixes the model; then only the rest is chosen."""
+    `size` (num_layers, hidden_size) fixes the model; then only the rest is chosen.
+    `fits(num_layers, hidden_size)`: whether a candidate's training fits in memory."""
     large_vocabulary = vocab_size >= LARGE_VOCABULARY_SIZE
     candidates = WIDE_CANDIDATES if large_vocabulary else CANDIDATES
+    if fits is not None and not size:
+        candidates = [c for c in candidates if fits(*c)] or candidates[:1]
     for layers, hidden in [size] if size else reversed(candidates):
         rate = chars_per_second(layers, hidden, vocab_size, reference_chars_per_s)
         seen = min(rate * budget_s * BUDGET_EFFICIENCY, max_chars or math.inf)
@@ -180,27 +184,41 @@ def measured_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype
     return probe_speed(vocab_size, batch_size, seq_len, device, dtype)
 
 
-def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, device):
+def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, device,
+                   check_fits=None):
     """-> (config with the fields not in `given` chosen, a record of the choice for the run's
-    meta); logs the choice and the reason."""
+    meta); logs the choice and the reason. `check_fits(config)` raises when a config's
+    training would not fit in memory: it is asked before anything is allocated."""
     from .runtime import resolve_precision
 
     free = [name for name in AUTO_FIELDS if name not in given]
     if not free:
         return config, None
     data, train = config.data, config.train
-    # Probed at most at the default batch: the figure is per character, and a huge --batch-size
-    # must reach the memory check (after this) rather than fail here.
-    started = time.monotonic()
-    rate = measured_speed(vocab_size, min(data.batch_size, 64), min(data.seq_len, 100), device,
-                          resolve_precision(train.precision, device))
-    probe_seconds = time.monotonic() - started
     size = None
     if any(name in given for name in (*SIZE_FIELDS, "tie_weights")):
         size = (config.model.num_layers, config.model.hidden_size)
+    smallest = size or (WIDE_CANDIDATES if vocab_size >= LARGE_VOCABULARY_SIZE else CANDIDATES)[0]
+    # Probed at most at the default batch: the figure is per character, and a huge --batch-size
+    # must reach the memory check (after this) rather than fail here.
+    probe = {"num_layers": REFERENCE.num_layers, "hidden_size": REFERENCE.hidden_size,
+             "batch_size": min(data.batch_size, 64), "seq_len": min(data.seq_len, 100)}
+    fits = None
+    if check_fits is not None:
+        check_fits(_sized(config, smallest))  # nothing we could choose would fit: say so now
+        fits = lambda layers, hidden: _fits(check_fits, _sized(config, (layers, hidden)))  # noqa: E731
+    started = time.monotonic()
+    if check_fits is None or _fits(check_fits, config.with_overrides(probe)):
+        rate = measured_speed(vocab_size, probe["batch_size"], probe["seq_len"], device,
+                              resolve_precision(train.precision, device))
+    else:
+        rate = NOMINAL_CHARS_PER_S
+        log.info("the speed probe's model would not fit in memory: assuming %s chars/s",
+                 f"{rate:,.0f}")
+    probe_seconds = time.monotonic() - started
     budget = max(train.max_time - probe_seconds, 1.0) if train.max_time is not None else math.inf
     choice = choose(train_tokens, vocab_size, budget, rate, size,
-                    chars_limit(train, data, train_tokens))
+                    chars_limit(train, data, train_tokens), fits)
     chosen = {k: v for k, v in choice.settings.items() if k in free}
     if data.batching != "stream":
         chosen.pop("seq_len_jitter", None)
@@ -211,6 +229,20 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
         log.warning("%s", choice.warning)
     return config, {"chosen": chosen, "reason": choice.reason,
                     "reference_chars_per_s": round(rate), "probe_seconds": round(probe_seconds, 3)}
+
+
+def _sized(config, size: tuple[int, int]):
+    return config.with_overrides(dict(zip(SIZE_FIELDS[::-1], size)))
+
+
+def _fits(check_fits, config) -> bool:
+    from .errors import ChargenError
+
+    try:
+        check_fits(config)
+    except ChargenError:
+        return False
+    return True
 
 
 def chars_limit(train, data, train_tokens: int) -> float | None:

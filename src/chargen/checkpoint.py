@@ -8,9 +8,11 @@ everything else JSON or numpy arrays loaded with allow_pickle=False.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,13 +79,50 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def read_json(path: Path) -> Any:
+# The most a run's JSON file can hold: config.json is a few KB; a tokenizer of ten million
+# words is about 200 MB. A larger (or endless) file is damaged or hostile and is not read.
+JSON_LIMITS = {CONFIG: 1 << 20, TOKENIZER: 256 << 20}
+JSONL_LIMIT = 1 << 30  # metrics.jsonl: about 5 million records
+HEADER_LIMIT = 100_000_000  # the safetensors format's own ceiling on a header
+
+
+def check_size(path: Path, limit: int, what: str = "a file of this run") -> int:
+    """The size of `path`, refused unless it is a regular file of at most `limit` bytes: a
+    run file is never read before this (a symlink to /dev/zero must not fill the memory)."""
+    info = os.stat(path)  # follows symlinks: the target is what would be read
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (a device, FIFO or directory?); "
+                              "restore the run's file, or retrain")
+    if info.st_size > limit:
+        raise CheckpointError(f"{path} holds {info.st_size:,} bytes, more than the {limit:,} that "
+                              f"{what} can; it is damaged or not this run's: restore it or retrain")
+    return info.st_size
+
+
+def read_json(path: Path, limit: int | None = None) -> Any:
+    path = Path(path)
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        check_size(path, limit or JSON_LIMITS.get(path.name, 1 << 20))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; is this a chargen run directory?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); restore it or retrain") from None
+
+
+def check_creatable(path: Path) -> None:
+    """Whether a directory can be made at `path`: tried for real in its nearest existing
+    ancestor (permissions alone say nothing to root, or of a read-only file system)."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        os.rmdir(tempfile.mkdtemp(prefix=".chargen-", dir=ancestor))
+    except OSError as err:
+        raise CheckpointError(f"cannot create {path}: {ancestor}: {err.strerror}; choose another "
+                              "--out") from None
 
 
 class RunDir:
@@ -130,10 +169,12 @@ class RunDir:
 
     @staticmethod
     def check_free(path: str | os.PathLike) -> None:
-        """Refuse an --out that already holds something (checked before any work is done)."""
+        """Refuse an --out that already holds something, or that cannot be created (both
+        checked before any work is done)."""
         if RunDir._taken(Path(path)):
             raise CheckpointError(f"{path} already exists and is not empty; resume it with --resume "
                                   f"{path}, or choose another --out")
+        check_creatable(Path(path))
 
     def write_ids(self, pieces, count: int, dtype: np.dtype) -> None:
         """Stream id arrays into ids.npy (atomically) without holding them all in memory."""
@@ -204,12 +245,22 @@ class RunDir:
             raise CheckpointError(f"{self.path}: {err}") from None
 
     def read_ids(self) -> np.ndarray:
+        """The token ids, memory-mapped; their count must be the one config.json records."""
+        corpus = self.read_meta().get("corpus", {})
+        expected = corpus.get("train_tokens", 0) + corpus.get("val_tokens", 0)
+        path = self.file(IDS)
         try:
-            return np.load(self.file(IDS), mmap_mode="r", allow_pickle=False)
+            check_size(path, HEADER_LIMIT + 8 * expected, "the ids of this run's corpus")
+            ids = np.load(path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
-            raise CheckpointError(f"{self.file(IDS)} is missing; retrain this run") from None
+            raise CheckpointError(f"{path} is missing; retrain this run") from None
         except ValueError as err:
-            raise CheckpointError(f"{self.file(IDS)} is damaged ({err}); retrain this run") from None
+            raise CheckpointError(f"{path} is damaged ({err}); retrain this run") from None
+        exact = getattr(ids, "offset", 0) + ids.nbytes == os.path.getsize(path)
+        if ids.ndim != 1 or (expected and len(ids) != expected) or not exact:
+            raise CheckpointError(f"{path} holds {ids.shape} ids where config.json records "
+                                  f"{expected:,}; it is damaged or not this run's: retrain")
+        return ids
 
     def weights_file(self, which: str = "best") -> Path:
         if which not in ("best", "last"):
@@ -238,8 +289,9 @@ class RunDir:
         path = self.file(name)
         if not path.exists():
             return []
+        check_size(path, JSONL_LIMIT)
         records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
@@ -262,27 +314,74 @@ def save_checkpoint(path: Path, weights: dict[str, torch.Tensor],
     atomic_write(path, dump_safetensors(tensors, metadata=metadata))
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
-    """-> (weights, trainer tensors, info)."""
+def load_checkpoint(path: Path, limit: int | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """-> (weights, trainer tensors, info). The header is read and checked against the
+    file's size (and the file's size against `limit`, what the run's config implies) before
+    the tensors are."""
+    header = read_header(path, limit)
     try:
-        data = Path(path).read_bytes()
-        tensors = load_safetensors(data)
-        metadata = _read_metadata(data)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
+        tensors = load_safetensors(Path(path).read_bytes())
     except (SafetensorError, ValueError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({err}); "
-                              "it may be truncated: use the other checkpoint or retrain") from None
+        raise _unreadable(path, err) from None
     weights = {k: v for k, v in tensors.items() if not k.startswith(TRAINER_PREFIX)}
     trainer = {k[len(TRAINER_PREFIX):]: v for k, v in tensors.items() if k.startswith(TRAINER_PREFIX)}
+    return weights, trainer, _info(header)
+
+
+def fit_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], run_path: Path) -> None:
+    """Load weights into a model built from the run's config, or say that they do not fit."""
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError:
+        raise CheckpointError(
+            f"the weights in {run_path} do not match its config.json / tokenizer.json (another "
+            "model size or vocabulary); restore the original files or retrain") from None
+
+
+def checkpoint_info(path: Path, limit: int | None = None) -> dict:
+    """The info a checkpoint was saved with, from its header alone."""
+    return _info(read_header(path, limit))
+
+
+def checkpoint_limit(parameters: int, config: RunConfig) -> int:
+    """The largest file a checkpoint of this run can be: float32 weights (a tied embedding
+    saved twice), two Adam moments, the carried recurrent state of up to 256 processes'
+    streams, and the header."""
+    model = config.model
+    directions = 2 if model.bidirectional else 1
+    carried = 2 * model.num_layers * directions * model.hidden_size * config.data.batch_size * 256
+    return 4 * (4 * parameters + carried) + (16 << 20)
+
+
+def read_header(path: Path, limit: int | None = None) -> dict:
+    try:
+        size = check_size(Path(path), limit or 1 << 62, "a checkpoint of this model")
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if size < 8 or length > min(HEADER_LIMIT, size - 8):
+                raise ValueError(f"a header of {length:,} bytes in a file of {size:,}")
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (ValueError, OSError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise _unreadable(path, err) from None
+    if 8 + length + max(ends, default=0) != size:
+        raise _unreadable(path, f"its header describes {8 + length + max(ends, default=0):,} "
+                                f"bytes, the file holds {size:,}")
+    return header
+
+
+def _unreadable(path, err) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable safetensors checkpoint ({err}); it may be "
+                           "truncated: use the other checkpoint or retrain")
+
+
+def _info(header: dict) -> dict:
+    metadata = header.get("__metadata__") or {}
     try:
         info = json.loads(metadata.get("info", "{}"))
-    except json.JSONDecodeError:
-        info = {}
-    return weights, trainer, info
-
-
-def _read_metadata(data: bytes) -> dict[str, str]:
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len])
-    return header.get("__metadata__", {}) or {}
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        return {}
+    return info if isinstance(info, dict) else {}

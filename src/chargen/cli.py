@@ -7,6 +7,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 
 from . import __version__
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="loss of a trained run on some text")
     evaluate.add_argument("run", help="run directory")
     evaluate.add_argument("files", nargs="+", help="text files or directories")
+    evaluate.add_argument("--allow-unknown", action="store_true",
+                          help="score a text with more than 1%% characters the run never saw "
+                               "(as its unknown id) instead of refusing it")
 
     commands.add_parser("presets", help="list the named settings for train --preset")
 
@@ -400,16 +404,21 @@ def _print_samples(model, prime: str, settings: dict) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import api
 
-    result = api.evaluate_text(args.run, args.files)
+    result = api.evaluate_text(args.run, args.files, args.allow_unknown)
+    unknown = (f"; {result.unknown:,} unknown ({result.unknown_share:.2%})" if result.unknown
+               else "")
     if result.unit == "word":  # per word-token, then per character for comparison with char runs
         per_char = result.nats_per_char
         print(f"nats/word-token {result.nats:.4f}  bits/word-token {result.bits:.4f}  "
-              f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens); over the "
+              f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens{unknown}); over the "
               f"{result.characters:,} characters: nats/char {per_char:.4f}  bits/char "
               f"{per_char / math.log(2):.4f}")
         return 0
     print(f"nats/char {result.nats:.4f}  bits/char {result.bits:.4f}  "
-          f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens)")
+          f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens{unknown})")
+    if result.unknown:
+        log.warning("%s of the text's characters were never seen in training and were scored "
+                    "as unknown", f"{result.unknown:,}")
     return 0
 
 
@@ -601,6 +610,14 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(quiet)
     show_traceback = args.traceback or os.environ.get("CHARGEN_TRACEBACK") == "1"
     try:
+        return _run_command(args, show_traceback)
+    finally:
+        if argv is None:  # the process is exiting: a late Ctrl-C must not interrupt the
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # atexit handlers with a traceback
+
+
+def _run_command(args: argparse.Namespace, show_traceback: bool) -> int:
+    try:
         return COMMANDS[args.command](args)
     except ChargenError as err:
         if show_traceback:
@@ -610,11 +627,18 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MemoryError) as err:
         if show_traceback:
             raise
-        print(f"chargen: error: {err}", file=sys.stderr)
+        print(f"chargen: error: {_describe(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("chargen: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, MemoryError):
+        return ("out of memory; use a smaller model, batch or file, or close other programs "
+                "(CHARGEN_MAX_MEMORY sets what chargen plans for)")
+    return str(err) or type(err).__name__
 
 
 if __name__ == "__main__":

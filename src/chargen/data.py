@@ -149,7 +149,8 @@ def make_batches(kind: str, ids, batch_size, seq_len, seed, framing=None,
 
 def eval_windows(ids: np.ndarray, seq_len: int, max_streams: int = 64):
     """Cover `ids` exactly once as contiguous streams read in chunks, for evaluation with the
-    state carried across chunks. Yields (inputs, targets) pairs of shape (streams, <=seq_len)."""
+    state carried across chunks. Yields (inputs, targets) pairs of shape (streams, <=seq_len);
+    targets of UNSCORED are padding."""
     n_pred = len(ids) - 1
     streams = max(1, min(max_streams, n_pred // max(seq_len, 1)))
     stream_len = n_pred // streams
@@ -160,3 +161,16 @@ def eval_windows(ids: np.ndarray, seq_len: int, max_streams: int = 64):
         x = torch.from_numpy(inputs[:, start : start + seq_len].astype(np.int64))
         y = torch.from_numpy(targets[:, start : start + seq_len].astype(np.int64))
         yield x, y
+    if used < n_pred:  # the last few tokens continue the last stream; the other rows idle
+        yield _tail_batch(ids, used, n_pred, streams)
+
+
+UNSCORED = -100  # a target that is not scored (F.cross_entropy's default ignore_index)
+
+
+def _tail_batch(ids: np.ndarray, used: int, n_pred: int, streams: int):
+    x = torch.zeros(streams, n_pred - used, dtype=torch.int64)
+    y = torch.full_like(x, UNSCORED)
+    x[-1] = torch.from_numpy(np.asarray(ids[used:n_pred]).astype(np.int64))
+    y[-1] = torch.from_numpy(np.asarray(ids[used + 1 : n_pred + 1]).astype(np.int64))
+    return x, y

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .data import eval_windows
+from .data import UNSCORED, eval_windows
 from .distributed import SINGLE, World, sum_all
 from .framing import eval_batches
 from .model import RNNLanguageModel, detach_state
@@ -22,6 +22,12 @@ class Evaluation:
     tokens: int
     characters: int | None = None  # the characters the scored tokens stand for, when known
     unit: str = "character"  # what a token is: character (char and byte level) or word
+    unknown: int = 0  # tokens of the text scored as the unknown id (unseen characters or words)
+    text_tokens: int = 0  # the text's tokens, scored or not (0: not counted)
+
+    @property
+    def unknown_share(self) -> float:
+        return self.unknown / self.text_tokens if self.text_tokens else 0.0
 
     @property
     def nats_per_char(self) -> float | None:
@@ -88,7 +94,7 @@ def _document_batches(docs, seq_len: int, max_tokens: int | None):
             return
 
 
-IGNORED = -100  # targets that are not scored (document padding): F.cross_entropy's default
+IGNORED = UNSCORED  # targets that are not scored (padding): F.cross_entropy's default
 
 
 @torch.no_grad()

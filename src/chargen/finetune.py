@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import RunDir, load_checkpoint
+from .checkpoint import RunDir, checkpoint_limit, load_checkpoint
 from .config import RunConfig
 from .documents import text_tokenizer
 from .errors import ConfigError, TokenizerError
-from .model import RNNLanguageModel
+from .model import RNNLanguageModel, estimate_parameters
 from .tokenizer import CharTokenizer, Tokenizer
 
 log = logging.getLogger("chargen")
@@ -31,8 +31,10 @@ class Base:
 
 def load_base(path: str) -> Base:
     run = RunDir(path).check_exists()
-    weights, _, _ = load_checkpoint(run.weights_file("best"))
-    return Base(run, run.read_config(), run.read_tokenizer(), weights)
+    config, tokenizer = run.read_config(), run.read_tokenizer()
+    limit = checkpoint_limit(estimate_parameters(config.model, tokenizer.vocab_size), config)
+    weights, _, _ = load_checkpoint(run.weights_file("best"), limit)
+    return Base(run, config, tokenizer, weights)
 
 
 # Settings a fine-tune never takes from its base: how long to train is about the new corpus,

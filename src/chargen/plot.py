@@ -101,6 +101,21 @@ def _y_limits(runs: list[Curves]) -> tuple[float, float]:
     return max(0.0, low - margin), high + margin
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_replaceable(target: Path) -> None:
+    """An existing PNG (an earlier plot) is replaced; any other file is the user's: refused."""
+    if not target.exists():
+        return
+    if target.is_file():
+        with open(target, "rb") as handle:
+            if handle.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE:
+                return
+    raise ChargenError(f"{target} exists and is not a PNG image; choose another --out, or "
+                       "remove it first")
+
+
 def plot_runs(paths: list[str], out: str | None = None) -> Path:
     """Draw the runs' loss curves (several overlaid) into a PNG; -> its path. The default
     path is loss.png inside the first run's directory."""
@@ -109,6 +124,7 @@ def plot_runs(paths: list[str], out: str | None = None) -> Path:
     target = Path(out) if out is not None else Path(paths[0]) / DEFAULT_NAME
     if target.parent and not target.parent.is_dir():
         raise ChargenError(f"cannot write {target}: {target.parent} is not a directory")
+    _check_replaceable(target)
     figure = figure_class(figsize=(13, 5), layout="constrained")
     by_step, by_time = figure.subplots(1, 2, sharey=True)
     unit, scale = _time_unit(max(p[1] for run in runs for p in run.train + run.val))

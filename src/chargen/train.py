@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .checkpoint import BEST, LAST, RunDir, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    BEST,
+    LAST,
+    RunDir,
+    checkpoint_limit,
+    fit_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .config import RunConfig, TrainConfig
 from .data import make_batches
 from .distributed import (
@@ -27,7 +35,7 @@ from .distributed import (
 )
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
-from .model import RNNLanguageModel, detach_state
+from .model import RNNLanguageModel, count_parameters, detach_state
 from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
 from .threads import ThreadGovernor
@@ -147,10 +155,11 @@ class Trainer:
 
     # -- resume -------------------------------------------------------------------------
     def restore(self) -> None:
-        weights, tensors, info = load_checkpoint(self.run.file(LAST))
+        limit = checkpoint_limit(count_parameters(self.model), self.config)
+        weights, tensors, info = load_checkpoint(self.run.file(LAST), limit)
         if "progression" not in info:
             raise CheckpointError(f"{self.run.file(LAST)} holds no trainer state; cannot resume")
-        self.model.load_state_dict(weights)
+        fit_weights(self.model, weights, self.run.path)
         groups = info["optimizer_groups"]
         state = {}
         for key, value in tensors.items():
