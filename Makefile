@@ -23,6 +23,7 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	CHARGEN_CORPORA=$(CORPORA) $(PY) -m pytest -q
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(STAMP)
 	CHARGEN_CORPORA=$(CORPORA) $(PY) benchmarks/training.py

@@ -116,22 +116,29 @@ def _error_of(outbox) -> str:
             return payload
 
 
-@pytest.mark.parametrize("poison", [float("nan"), 1e-45])
-def test_a_poisoned_generation_fails_alone(poison):
-    """Settings the server's validation would refuse, pushed straight into a batch: that row's
-    probabilities are not finite; its request fails, the eight around it are untouched."""
-    model = _model("lstm", 2)
+def _fails_alone_among_eight(model, bad: Settings) -> str:
+    """Submit `bad` between eight healthy generations; check each healthy one gives its solo
+    text; -> the bad one's error."""
     batcher = Batcher(model, max_active=16, queue_size=16, precision="fp32")
     try:
         healthy = [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[:4]]
-        _, poisoned = _submit(batcher, model, "the ", Settings(length=40, temperature=poison))
+        _, failing = _submit(batcher, model, "the ", bad)
         healthy += [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[4:]]
-        assert "not finite" in _error_of(poisoned)
+        error = _error_of(failing)
         for outbox, (prime, settings) in zip(healthy, HEALTHY):
             assert _collect(outbox, settings.num) == _alone(model, prime, settings)
     finally:
         batcher.close()
     assert batcher.counts() == {"active": 0, "queued": 0}
+    return error
+
+
+@pytest.mark.parametrize("poison", [float("nan"), 1e-45])
+def test_a_poisoned_generation_fails_alone(poison):
+    """Settings the server's validation would refuse, pushed straight into a batch: that row's
+    probabilities are not finite; its request fails, the eight around it are untouched."""
+    bad = Settings(length=40, temperature=poison)
+    assert "not finite" in _fails_alone_among_eight(_model("lstm", 2), bad)
 
 
 def test_a_generation_whose_draw_raises_fails_alone(monkeypatch):
@@ -147,14 +154,4 @@ def test_a_generation_whose_draw_raises_fails_alone(monkeypatch):
         return draw(logits, key, generations)
 
     monkeypatch.setattr(batcher_module, "_sample_group", fragile)
-    model = _model("gru", 1)
-    batcher = Batcher(model, max_active=16, queue_size=16, precision="fp32")
-    try:
-        healthy = [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[:4]]
-        _, doomed = _submit(batcher, model, "the ", Settings(length=40, seed=666))
-        healthy += [_submit(batcher, model, prime, s)[1] for prime, s in HEALTHY[4:]]
-        assert "boom" in _error_of(doomed)
-        for outbox, (prime, settings) in zip(healthy, HEALTHY):
-            assert _collect(outbox, settings.num) == _alone(model, prime, settings)
-    finally:
-        batcher.close()
+    assert "boom" in _fails_alone_among_eight(_model("gru", 1), Settings(length=40, seed=666))

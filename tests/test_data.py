@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from chargen.data import SequenceBatches, StreamBatches, eval_windows, make_batches, split_ids
+from chargen.batches import make_batches
+from chargen.data import SequenceBatches, StreamBatches, eval_windows, split_ids
 from chargen.errors import CorpusError
 
 IDS = (np.arange(5000) % 251).astype(np.uint8)

@@ -21,12 +21,13 @@ from chargen.documents import (
     Separators,
     documents_of,
     gather_pieces,
+    load_tokenizer,
     piece_plan,
     unit_bounds,
 )
 from chargen.errors import ConfigError
 from chargen.finetune import initial_weights, load_base
-from chargen.tokenizer import ByteTokenizer, CharTokenizer, tokenizer_from_dict
+from chargen.tokenizer import ByteTokenizer, CharTokenizer
 from chargen.words import WordTokenizer
 
 TEXT = ("\n\nHello there. How are you?\nFine!\n\n\n\nNew para... ends here\nand goes on.\n"
@@ -130,10 +131,10 @@ def test_markers_are_appended_recorded_and_old_tokenizers_load_unchanged():
     assert 0 in MarkedTokenizer(CharTokenizer.fit("a\nb")).never_sample  # unknown
     assert 1 in MarkedTokenizer(CharTokenizer.fit("a\nb")).never_sample  # "\n" in line runs
     assert 1 not in MarkedTokenizer(CharTokenizer.fit("a\nb"), "paragraph").never_sample
-    loaded = tokenizer_from_dict(json.loads(json.dumps(marked.to_dict())))
+    loaded = load_tokenizer(json.loads(json.dumps(marked.to_dict())))
     assert isinstance(loaded, MarkedTokenizer) and loaded.vocab_size == 6
     assert loaded.document_unit == "line"
-    plain = tokenizer_from_dict(base.to_dict())
+    plain = load_tokenizer(base.to_dict())
     assert not isinstance(plain, MarkedTokenizer) and plain.vocab_size == 4
 
 

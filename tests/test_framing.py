@@ -9,10 +9,10 @@ import torch
 from conftest import make_text
 
 from chargen import api, sliding
+from chargen.batches import make_batches
 from chargen.checkpoint import BEST, RunDir, load_checkpoint
 from chargen.cli import main
 from chargen.config import PRESETS, ModelConfig, RunConfig, SampleConfig
-from chargen.data import make_batches
 from chargen.encoding import PAD_SCALAR
 from chargen.errors import ConfigError
 from chargen.framing import Framing, framing_of

@@ -83,8 +83,10 @@ def test_decoding_step_equals_the_full_forward(cell, path, monkeypatch):
     with torch.no_grad():
         expected, _ = model(ids)
         _, state = model(ids[:, :1])
+        decoder = decode.Decoder(model)
+        layers = decoder.split_state(state)
         for t in range(1, ids.size(1)):
-            logits, state = model.step(ids[:, t], state)
+            logits, layers = decoder.step(ids[:, t], layers)
             torch.testing.assert_close(logits, expected[:, t], rtol=1e-5, atol=1e-5)
 
 

@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chargen.batches import make_batches
 from chargen.corpus import clean_text
-from chargen.data import make_batches, split_ids
+from chargen.data import split_ids
 from chargen.errors import CorpusError
 from chargen.tokenizer import ByteTokenizer, CharTokenizer
 

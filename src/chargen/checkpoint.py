@@ -25,8 +25,9 @@ from safetensors.torch import save as dump_safetensors
 
 from . import __version__
 from .config import FORMAT_VERSION, RunConfig
+from .documents import load_tokenizer
 from .errors import ChargenError, CheckpointError, ConfigError
-from .tokenizer import Tokenizer, save_tokenizer_json, tokenizer_from_dict
+from .tokenizer import Tokenizer, save_tokenizer_json
 
 CONFIG, TOKENIZER, IDS, METRICS = "config.json", "tokenizer.json", "ids.npy", "metrics.jsonl"
 BEST, LAST = "best.safetensors", "last.safetensors"
@@ -240,7 +241,7 @@ class RunDir:
 
     def read_tokenizer(self) -> Tokenizer:
         try:
-            return tokenizer_from_dict(read_json(self.file(TOKENIZER)))
+            return load_tokenizer(read_json(self.file(TOKENIZER)))
         except ChargenError as err:
             raise CheckpointError(f"{self.path}: {err}") from None
 

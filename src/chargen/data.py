@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import WINDOWED
 from .errors import CorpusError
-from .framing import WindowBatches
 
 
 def split_sizes(n_tokens: int, val_fraction: float, seq_len: int) -> tuple[int, int]:
@@ -130,21 +128,6 @@ class StreamBatches(_Batches):
 
     def starts_new_stream(self, step: int) -> bool:
         return self.position(step)[1] == 0
-
-
-def make_batches(kind: str, ids, batch_size, seq_len, seed, framing=None,
-                 jitter: float = 0.0) -> _Batches:
-    """The batcher of a framing: stream, sequences, or a window framing (framing.py, which
-    then needs the model's `framing`)."""
-    if kind in WINDOWED:
-        return WindowBatches(ids, batch_size, seed, framing)
-    if kind == "documents":  # ids: a documents.Documents
-        from .documents import DocumentBatches
-
-        return DocumentBatches(ids, batch_size, seq_len, seed)
-    if kind == "stream":
-        return StreamBatches(ids, batch_size, seq_len, seed, jitter)
-    return SequenceBatches(ids, batch_size, seq_len, seed)
 
 
 def eval_windows(ids: np.ndarray, seq_len: int, max_streams: int = 64):

@@ -84,6 +84,17 @@ class MarkedTokenizer:
         return {**self.base.to_dict(), "markers": list(MARKERS), "document_unit": self.document_unit}
 
 
+def load_tokenizer(raw: dict):
+    """Any run's tokenizer from its tokenizer.json: a document run's carries the markers."""
+    from .tokenizer import tokenizer_from_dict
+
+    if isinstance(raw, dict) and raw.get("type") is not None and "markers" in raw:
+        base = tokenizer_from_dict({k: v for k, v in raw.items()
+                                    if k not in ("markers", "document_unit")})
+        return MarkedTokenizer(base, raw.get("document_unit", "line"))
+    return tokenizer_from_dict(raw)
+
+
 def text_tokenizer(tokenizer):
     """A document run's tokenizer without its two markers; any other tokenizer as it is."""
     return tokenizer.base if isinstance(tokenizer, MarkedTokenizer) else tokenizer

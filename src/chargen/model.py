@@ -111,14 +111,6 @@ class RNNLanguageModel(nn.Module):
             last = torch.cat([last, hidden[:, :1, size:]], dim=-1)
         return last
 
-    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One token per row (inference): ids (batch,) -> logits (batch, vocab) and the state."""
-        from .decode import Decoder
-
-        decoder = Decoder(self)
-        logits, layers = decoder.step(ids, decoder.split_state(state))
-        return logits, decoder.join_state(layers)
-
     def init_state(self, batch_size: int, device=None) -> State:
         shape = (self.config.num_layers * self.directions, batch_size, self.config.hidden_size)
         zeros = torch.zeros(shape, device=device)

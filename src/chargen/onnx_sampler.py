@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from .config import SampleConfig
-from .documents import document_prompt_ids, document_unit, until_end
+from .documents import document_prompt_ids, document_unit, load_tokenizer, until_end
 from .errors import ChargenError, CheckpointError, ConfigError
 from .npsampling import choose, penalize_repetition
 from .pieces import SampleMethods, text_pieces
-from .tokenizer import encode_prompt, tokenizer_from_dict
+from .tokenizer import encode_prompt
 
 EXPORT_FORMAT_VERSION = 1
 MODEL_FILE, META_FILE = "model.onnx", "export.json"
@@ -69,7 +69,7 @@ class ExportedModel(SampleMethods):
             raise CheckpointError(f"{self.path} is an export of format "
                                   f"{self.meta.get('format_version')!r}; this chargen reads format "
                                   f"{EXPORT_FORMAT_VERSION}: export the run again")
-        self.tokenizer = tokenizer_from_dict(_read_json(self.path / self.meta["tokenizer_file"]))
+        self.tokenizer = load_tokenizer(_read_json(self.path / self.meta["tokenizer_file"]))
         self.session = _session(self.path / self.meta["model_file"])
         self.state_names = state_names(self.meta["cell"])
         self.output_names = ["logits", *(f"{name}_out" for name in self.state_names)]

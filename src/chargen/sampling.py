@@ -14,7 +14,7 @@ from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel, select_state
 from .pieces import StopWatch, text_pieces  # noqa: F401 - StopWatch re-exported
-from .sliding import slide_ids
+from .sliding import initial_windows, window_reader
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -132,6 +132,35 @@ def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float
     `penalty` when positive and multiplied by it when negative (penalty > 1 discourages)."""
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, penalized, logits)
+
+
+@torch.inference_mode()
+def slide_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
+              banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
+    """Like generate_ids, for window models. Yields config.length (num,) tensors."""
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+    bias = banned_bias(model.vocab_size, banned, device)
+    prompt = prompt.to(device)
+    reader = window_reader(model, initial_windows(prompt, config.num, model.framing.window,
+                                                  model.framing.pad_id),
+                           config.precision, config.length)
+    seen = None
+    if config.repetition_penalty != 1.0:
+        seen = torch.zeros(config.num, model.vocab_size, dtype=torch.bool, device=device)
+        seen[:, prompt] = True
+    rows = torch.arange(config.num, device=device)
+    for _ in range(config.length):
+        logits = reader.logits()
+        if seen is not None:
+            logits = penalize_repetition(logits, seen, config.repetition_penalty)
+        next_ids = _choose(logits if bias is None else logits + bias, config, generator)
+        if seen is not None:
+            seen[rows, next_ids] = True
+        reader.push(next_ids)
+        yield next_ids
 
 
 def generate_text(model: RNNLanguageModel, tokenizer, prompt_ids: torch.Tensor,

@@ -7,11 +7,8 @@ instead of one after another: the same logits, to the precision it computes in."
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
 import torch
 
-from .config import SampleConfig
 from .decode import Decoder, decode_dtype
 from .model import RNNLanguageModel
 
@@ -113,34 +110,3 @@ def window_reader(model: RNNLanguageModel, windows: torch.Tensor, precision: str
             and rows * window <= PIPELINE_MAX_ROWS.get(dtype, 0)):
         return WindowPipeline(model, windows, dtype)
     return Rereading(model, windows)
-
-
-@torch.inference_mode()
-def slide_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
-              banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
-    """Like sampling.generate_ids, for window models. Yields config.length (num,) tensors."""
-    from .sampling import _choose, banned_bias, penalize_repetition
-
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed if config.seed is not None else torch.seed())
-    bias = banned_bias(model.vocab_size, banned, device)
-    prompt = prompt.to(device)
-    reader = window_reader(model, initial_windows(prompt, config.num, model.framing.window,
-                                                  model.framing.pad_id),
-                           config.precision, config.length)
-    seen = None
-    if config.repetition_penalty != 1.0:
-        seen = torch.zeros(config.num, model.vocab_size, dtype=torch.bool, device=device)
-        seen[:, prompt] = True
-    rows = torch.arange(config.num, device=device)
-    for _ in range(config.length):
-        logits = reader.logits()
-        if seen is not None:
-            logits = penalize_repetition(logits, seen, config.repetition_penalty)
-        next_ids = _choose(logits if bias is None else logits + bias, config, generator)
-        if seen is not None:
-            seen[rows, next_ids] = True
-        reader.push(next_ids)
-        yield next_ids

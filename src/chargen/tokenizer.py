@@ -16,16 +16,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, TokenizerError
-from .words import UNKNOWN, WordTokenizer, choose_vocabulary, split_stream
+from .words import UNKNOWN, WordTokenizer, choose_vocabulary, narrowest_dtype, split_stream
 
 _ENCODE_CHUNK = 1 << 22  # characters encoded at a time
 
 
-def narrowest_dtype(vocab_size: int) -> np.dtype:
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if vocab_size <= np.iinfo(dtype).max + 1:
-            return np.dtype(dtype)
-    raise TokenizerError(f"vocabulary of {vocab_size} ids is too large")
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -202,13 +197,8 @@ def _scan_words(chunks, min_count: int, max_vocab: int) -> tuple[Tokenizer, Text
 
 
 def tokenizer_from_dict(raw: dict[str, Any]) -> Tokenizer:
+    """A char, byte or word tokenizer (a document run's, with markers: documents.load_tokenizer)."""
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind is not None and "markers" in raw:  # a document run's (documents.py)
-        from .documents import MarkedTokenizer
-
-        base = tokenizer_from_dict({k: v for k, v in raw.items()
-                                    if k not in ("markers", "document_unit")})
-        return MarkedTokenizer(base, raw.get("document_unit", "line"))
     if kind == "word":
         return WordTokenizer.from_dict(raw)
     if kind == "char" and isinstance(raw.get("chars"), str):

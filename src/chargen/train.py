@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .batches import make_batches
 from .checkpoint import (
     BEST,
     LAST,
@@ -24,7 +25,6 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, TrainConfig
-from .data import make_batches
 from .distributed import (
     SINGLE,
     World,

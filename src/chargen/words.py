@@ -76,8 +76,6 @@ class WordTokenizer:
         self.words = list(words)
         self._ids = {word: i for i, word in enumerate(self.words, start=1)}
         self._table = np.array([UNKNOWN, *self.words], dtype=object)
-        from .tokenizer import narrowest_dtype
-
         self.dtype = narrowest_dtype(self.vocab_size)
 
     @classmethod
@@ -123,3 +121,10 @@ class WordTokenizer:
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise TokenizerError("tokenizer.json is malformed: a word tokenizer needs a list of words")
         return cls(words)
+
+
+def narrowest_dtype(vocab_size: int) -> np.dtype:
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise TokenizerError(f"vocabulary of {vocab_size} ids is too large")
