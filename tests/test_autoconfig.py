@@ -148,3 +148,24 @@ def test_the_probe_counts_against_the_time_budget(text_file, tmp_path, monkeypat
     probe = meta["corpus"]["auto_config"]["probe_seconds"]
     assert probe > 0
     assert "auto-config" in capsys.readouterr().err
+
+
+def test_the_overhead_fitted_from_two_probed_speeds_is_the_one_that_made_them():
+    from chargen.autoconfig import COST_OVERHEAD, REFERENCE, SMALL, fit_overhead
+    from chargen.model import estimate_parameters
+
+    big, small = (estimate_parameters(config, 66) for config in (REFERENCE, SMALL))
+    for overhead in (0.0, 100_000.0, 300_000.0):
+        work = 1e10  # chars/s x (parameters + overhead) is the machine's constant
+        fitted = fit_overhead(66, work / (big + overhead), work / (small + overhead))
+        assert fitted == pytest.approx(overhead, abs=1.0)
+    assert fit_overhead(66, 5_000, 4_000) == COST_OVERHEAD  # the rates say nothing
+    assert fit_overhead(66, 5_000, 5_001) == 4 * COST_OVERHEAD  # a wild probe is bounded
+
+
+def test_a_machine_with_less_overhead_affords_a_larger_model_in_the_same_time():
+    """The same reference speed, but small models relatively faster (fp32 on AVX2: the cost
+    follows the parameters): the 10-minute choice on tiny Shakespeare grows."""
+    lean = choose(1_003_855, 66, 592, 4_615, overhead=100_000).settings
+    heavy = choose(1_003_855, 66, 592, 4_615, overhead=300_000).settings
+    assert (lean["num_layers"], lean["hidden_size"]) > (heavy["num_layers"], heavy["hidden_size"])

@@ -164,7 +164,8 @@ def test_the_probe_counts_against_the_time_budget(tmp_path, monkeypatch):
     from chargen import autoconfig
 
     monkeypatch.setattr(autoconfig, "time", FakeClock(1000.0))  # a probe of 1000 s
-    monkeypatch.setattr(autoconfig, "measured_speed", lambda *a: autoconfig.NOMINAL_CHARS_PER_S)
+    monkeypatch.setattr(autoconfig, "measured_speed",
+                        lambda *a: (autoconfig.NOMINAL_CHARS_PER_S, autoconfig.COST_OVERHEAD))
     result = _train(tmp_path, max_steps=None, max_time=600, auto=True, hidden_size=None)
     meta = RunDir(result.run_dir).read_meta()
     assert meta["corpus"]["auto_config"]["probe_seconds"] == 1000.0

@@ -1,9 +1,10 @@
 """Auto-configuration: model size, regularisation and batch from the corpus size, the
 vocabulary, the time budget and this machine's measured speed.
 
-`choose` is a pure function of those numbers (tests call it directly); `probe_speed` times a
-few training steps of the reference model (the default 2x512) at start-up and is skipped when
-CHARGEN_NO_PROBE is set (then NOMINAL_CHARS_PER_S, this project's 2-core machine, stands in).
+`choose` is a pure function of those numbers (tests call it directly); `measured_speed` times a
+few training steps of the reference model (the default 2x512) and of a small one (1x256) at
+start-up, which give this machine's speed and its per-character overhead, and is skipped when
+CHARGEN_NO_PROBE is set (then NOMINAL_CHARS_PER_S and COST_OVERHEAD stand in).
 
 The rule, in two steps:
 1. Size: the largest candidate that (a) sees at least CHARS_PER_PARAM training characters per
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -29,8 +31,12 @@ log = logging.getLogger("chargen")
 # (num_layers, hidden_size), smallest first.
 CANDIDATES = ((1, 256), (2, 256), (2, 384), (2, 512), (2, 768), (2, 1024))
 REFERENCE = ModelConfig()  # the probe's model: 2x512 LSTM, embedding 64
-# Per-character cost of a model ~ its parameters + a fixed overhead; the overhead is fitted so
-# that 2x512 (~18k chars/s) against 1x256 (~100k chars/s) comes out as measured here.
+SMALL = ModelConfig(num_layers=1, hidden_size=256)  # the probe's second model
+# Per-character cost of a model ~ its parameters + a fixed overhead (gates, the head, the
+# optimiser, dispatch). The probe times REFERENCE and SMALL and solves for this machine's
+# overhead: on a 2-core AMD Zen 3 in fp32, 2x512 at 6.4k chars/s and 1x256 at 47.8k give
+# ~0.1M (compute-bound: cost follows the parameters); on a Zen 5 with bf16, 18k and 100k give
+# ~0.3M, the figure used when there is no probe.
 COST_OVERHEAD = 300_000
 NOMINAL_CHARS_PER_S = 18_000.0  # 2x512, bf16, 2 CPU cores: what the probe measures here
 BUDGET_EFFICIENCY = 0.9  # the share of the budget spent in training steps (not evaluation)
@@ -84,10 +90,10 @@ def recurrent_parameters(num_layers: int, hidden_size: int, embedding_dim: int =
 
 
 def chars_per_second(num_layers: int, hidden_size: int, vocab_size: int,
-                     reference_chars_per_s: float) -> float:
+                     reference_chars_per_s: float, overhead: float = COST_OVERHEAD) -> float:
     """Estimated training speed of a candidate, scaled from the reference model's."""
     def cost(config: ModelConfig) -> float:
-        return estimate_parameters(config, vocab_size) + COST_OVERHEAD
+        return estimate_parameters(config, vocab_size) + overhead
 
     candidate = ModelConfig(num_layers=num_layers, hidden_size=hidden_size)
     return reference_chars_per_s * cost(REFERENCE) / cost(candidate)
@@ -95,18 +101,19 @@ def chars_per_second(num_layers: int, hidden_size: int, vocab_size: int,
 
 def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_per_s: float,
            size: tuple[int, int] | None = None, max_chars: float | None = None,
-           fits=None) -> AutoChoice:
+           fits=None, overhead: float = COST_OVERHEAD) -> AutoChoice:
     """The settings for a corpus of `train_tokens` over `vocab_size` symbols trained for
     `budget_s` seconds (may be math.inf) on a machine where the reference model runs
     `reference_chars_per_s`, and for at most `max_chars` characters (a step or epoch limit).
     `size` (num_layers, hidden_size) fixes the model; then only the rest is chosen.
-    `fits(num_layers, hidden_size)`: whether a candidate's training fits in memory."""
+    `fits(num_layers, hidden_size)`: whether a candidate's training fits in memory;
+    `overhead`: this machine's per-character cost beyond the parameters (fit_overhead)."""
     large_vocabulary = vocab_size >= LARGE_VOCABULARY_SIZE
     candidates = WIDE_CANDIDATES if large_vocabulary else CANDIDATES
     if fits is not None and not size:
         candidates = [c for c in candidates if fits(*c)] or candidates[:1]
     for layers, hidden in [size] if size else reversed(candidates):
-        rate = chars_per_second(layers, hidden, vocab_size, reference_chars_per_s)
+        rate = chars_per_second(layers, hidden, vocab_size, reference_chars_per_s, overhead)
         seen = min(rate * budget_s * BUDGET_EFFICIENCY, max_chars or math.inf)
         params = recurrent_parameters(layers, hidden)
         symbols = vocab_size * (REFERENCE.embedding_dim + hidden + 1)  # embedding + output
@@ -150,9 +157,11 @@ def _minutes(seconds: float) -> str:
 
 
 def probe_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype,
-                steps: int = 3) -> float:
-    """Training characters per second of the reference model on this machine (one untimed
-    warm-up step, then `steps` timed ones, on random ids; the global RNG is left as found)."""
+                steps: int = 3, model_config: ModelConfig = REFERENCE) -> float:
+    """Training characters per second of a model (the reference by default) on this machine:
+    one untimed warm-up step, then the median of `steps` timed ones (a shared 2-core VM has
+    slow moments; a mean let one of them move the choice), on random ids; the global RNG is
+    left as found."""
     import torch
     from torch.nn import functional as F
 
@@ -161,27 +170,43 @@ def probe_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype,
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = RNNLanguageModel(REFERENCE, vocab_size).to(device).train()
+        model = RNNLanguageModel(model_config, vocab_size).to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         ids = torch.randint(0, vocab_size, (batch_size, seq_len + 1), device=device)
-        started = 0.0
-        for step in range(steps + 1):
-            if step == 1:
-                started = time.perf_counter()
+        seconds = []
+        for _ in range(steps + 1):
+            started = time.perf_counter()
             with autocast(device, dtype):
                 logits, _ = model(ids[:, :-1])
             loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        loss.detach().item()  # wait for the device
-        return steps * batch_size * seq_len / (time.perf_counter() - started)
+            loss.detach().item()  # wait for the device
+            seconds.append(time.perf_counter() - started)
+        return batch_size * seq_len / statistics.median(seconds[1:])
 
 
-def measured_speed(vocab_size: int, batch_size: int, seq_len: int, device, dtype) -> float:
+def measured_speed(vocab_size: int, batch_size: int, seq_len: int, device,
+                   dtype) -> tuple[float, float]:
+    """-> (the reference model's chars/s, this machine's cost overhead)."""
     if os.environ.get("CHARGEN_NO_PROBE"):
-        return NOMINAL_CHARS_PER_S
-    return probe_speed(vocab_size, batch_size, seq_len, device, dtype)
+        return NOMINAL_CHARS_PER_S, COST_OVERHEAD
+    reference = probe_speed(vocab_size, batch_size, seq_len, device, dtype)
+    small = probe_speed(vocab_size, batch_size, seq_len, device, dtype, steps=6,
+                        model_config=SMALL)
+    return reference, fit_overhead(vocab_size, reference, small)
+
+
+def fit_overhead(vocab_size: int, reference_rate: float, small_rate: float) -> float:
+    """The overhead o for which rate x (parameters + o) is the same for both probed models;
+    COST_OVERHEAD when the two rates say nothing (the small model not faster), and at most
+    four times it (noise in a short probe must not swing the choice far)."""
+    big, small = (estimate_parameters(config, vocab_size) for config in (REFERENCE, SMALL))
+    if small_rate <= reference_rate:
+        return float(COST_OVERHEAD)
+    overhead = (small_rate * small - reference_rate * big) / (reference_rate - small_rate)
+    return min(max(overhead, 0.0), 4.0 * COST_OVERHEAD)
 
 
 def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, device,
@@ -209,16 +234,16 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
         fits = lambda layers, hidden: _fits(check_fits, _sized(config, (layers, hidden)))  # noqa: E731
     started = time.monotonic()
     if check_fits is None or _fits(check_fits, config.with_overrides(probe)):
-        rate = measured_speed(vocab_size, probe["batch_size"], probe["seq_len"], device,
-                              resolve_precision(train.precision, device))
+        rate, overhead = measured_speed(vocab_size, probe["batch_size"], probe["seq_len"],
+                                        device, resolve_precision(train.precision, device))
     else:
-        rate = NOMINAL_CHARS_PER_S
+        rate, overhead = NOMINAL_CHARS_PER_S, COST_OVERHEAD
         log.info("the speed probe's model would not fit in memory: assuming %s chars/s",
                  f"{rate:,.0f}")
     probe_seconds = time.monotonic() - started
     budget = max(train.max_time - probe_seconds, 1.0) if train.max_time is not None else math.inf
     choice = choose(train_tokens, vocab_size, budget, rate, size,
-                    chars_limit(train, data, train_tokens), fits)
+                    chars_limit(train, data, train_tokens), fits, overhead)
     chosen = {k: v for k, v in choice.settings.items() if k in free}
     if data.batching != "stream":
         chosen.pop("seq_len_jitter", None)
@@ -228,7 +253,8 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
     if choice.warning:
         log.warning("%s", choice.warning)
     return config, {"chosen": chosen, "reason": choice.reason,
-                    "reference_chars_per_s": round(rate), "probe_seconds": round(probe_seconds, 3)}
+                    "reference_chars_per_s": round(rate), "cost_overhead": round(overhead),
+                    "probe_seconds": round(probe_seconds, 3)}
 
 
 def _sized(config, size: tuple[int, int]):

@@ -111,6 +111,11 @@ def read_json(path: Path, limit: int | None = None) -> Any:
         raise CheckpointError(f"{path} is not valid JSON ({err}); restore it or retrain") from None
 
 
+def holds_something(path: Path) -> bool:
+    """A file, or a directory that is not empty: an --out that must not be written over."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def check_creatable(path: Path) -> None:
     """Whether a directory can be made at `path`: tried for real in its nearest existing
     ancestor (permissions alone say nothing to root, or of a read-only file system)."""
@@ -156,7 +161,7 @@ class RunDir:
         exist_ok_name, a fresh sibling name (-2, -3 ...) is picked."""
         base = Path(path)
         candidate, n = base, 1
-        while RunDir._taken(candidate):
+        while holds_something(candidate):
             if not exist_ok_name:
                 RunDir.check_free(candidate)
             n += 1
@@ -165,14 +170,10 @@ class RunDir:
         return RunDir(candidate)
 
     @staticmethod
-    def _taken(path: Path) -> bool:
-        return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-    @staticmethod
     def check_free(path: str | os.PathLike) -> None:
         """Refuse an --out that already holds something, or that cannot be created (both
         checked before any work is done)."""
-        if RunDir._taken(Path(path)):
+        if holds_something(Path(path)):
             raise CheckpointError(f"{path} already exists and is not empty; resume it with --resume "
                                   f"{path}, or choose another --out")
         check_creatable(Path(path))

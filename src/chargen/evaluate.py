@@ -42,10 +42,6 @@ class Evaluation:
     def perplexity(self) -> float:
         return math.exp(min(self.nats, 700.0))
 
-    def as_dict(self) -> dict[str, float]:
-        return {"nats": self.nats, "bits": self.bits, "perplexity": self.perplexity,
-                "tokens": self.tokens}
-
 
 @torch.no_grad()
 def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device: torch.device,

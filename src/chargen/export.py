@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import TOKENIZER, _umask
+from .checkpoint import TOKENIZER, _umask, holds_something
 from .config import DataConfig, ModelConfig
 from .errors import ChargenError, CheckpointError
 from .model import RNNLanguageModel
@@ -155,7 +155,7 @@ def _require_exporter() -> None:
 
 
 def _check_free(target: Path) -> None:
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if holds_something(target):
         raise CheckpointError(f"{target} already exists and is not empty; choose another --out or "
                               "remove it")
 

@@ -49,13 +49,6 @@ def split_stream(chunks: Iterable[str]) -> Iterator[list[str]]:
         yield split_words(carried)
 
 
-def count_words(chunks: Iterable[str]) -> Counter:
-    counts: Counter = Counter()
-    for tokens in split_stream(chunks):
-        counts.update(tokens)
-    return counts
-
-
 def choose_vocabulary(counts: Counter, min_count: int = 1, max_vocab: int = 0) -> list[str]:
     """The tokens seen at least min_count times, most frequent first (ties by text), at most
     max_vocab of them (0: no limit)."""
