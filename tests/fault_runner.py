@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-import chargen.checkpoint as checkpoint
+import chargen.files as files
 from chargen.cli import main
 
 _real_replace = os.replace
@@ -23,5 +23,5 @@ class _SlowOs:
         _real_replace(src, dst)
 
 
-checkpoint.os = _SlowOs()
+files.os = _SlowOs()
 sys.exit(main(sys.argv[1:]))

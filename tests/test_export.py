@@ -136,3 +136,21 @@ def test_a_window_run_exports_a_window_model_that_samples_like_the_run(tmp_path,
     out = cli_without_torch(["sample", str(export), "--prime", "The", "--num", "3", "--length",
                              "30", "--seed", "1"])
     assert out.count("--- sample") == 3
+
+
+def test_a_hostile_export_is_refused_in_one_line(exports, tmp_path):
+    """The metadata may not point outside the export, and no file is read unbounded."""
+    import shutil
+
+    from chargen.errors import CheckpointError
+
+    export = Path(shutil.copytree(exports["lstm"][1], tmp_path / "copy"))
+    meta = json.loads((export / "export.json").read_text())
+    (export / "export.json").write_text(json.dumps({**meta, "tokenizer_file": "../../etc/passwd"}))
+    with pytest.raises(CheckpointError, match="plain names"):
+        load_export(export)
+    (export / "export.json").write_text(json.dumps(meta))
+    (export / "tokenizer.json").unlink()
+    (export / "tokenizer.json").symlink_to("/dev/zero")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_export(export)

@@ -60,19 +60,21 @@ def test_sigkill_at_20_moments_never_loses_the_run(tmp_path):
     previous_step = 0
     for kill in range(20):
         process = _start(*command)
-        if kill == 0:
-            _wait_for(process, "WRITING last.safetensors")  # a checkpoint exists from here on
-        else:
-            _wait_for(process, "resuming")
-            outcomes["resumed"] += 1
-        if kill % 2 == 0:  # in the middle of a checkpoint write
-            _wait_for(process, "WRITING")
-            outcomes["during_write"] += 1
-        else:  # at a random moment of training
-            _wait_for(process, "step ")
-            time.sleep(rng.uniform(0.0, 0.5))
-        process.kill()
-        process.wait()
+        try:  # killed however the waits end: a failed wait must not leave a trainer running
+            if kill == 0:
+                _wait_for(process, "WRITING last.safetensors")  # a checkpoint exists from here on
+            else:
+                _wait_for(process, "resuming")
+                outcomes["resumed"] += 1
+            if kill % 2 == 0:  # in the middle of a checkpoint write
+                _wait_for(process, "WRITING")
+                outcomes["during_write"] += 1
+            else:  # at a random moment of training
+                _wait_for(process, "step ")
+                time.sleep(rng.uniform(0.0, 0.5))
+        finally:
+            process.kill()
+            process.wait()
         outcomes["kills"] += 1
         model = api.load(str(run), which="last")
         assert len(model.sample("The ", length=20, seed=kill)[0]) == 20

@@ -4,6 +4,7 @@ runs, so `chargen --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -11,7 +12,16 @@ import signal
 import sys
 
 from . import __version__
-from .config import BATCHINGS, PRESET_NOTES, PRESETS, parse_duration, preset
+from .config import (
+    BATCHINGS,
+    PRESET_NOTES,
+    PRESETS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    parse_duration,
+    preset,
+)
 from .errors import ChargenError
 
 log = logging.getLogger("chargen")
@@ -149,18 +159,12 @@ def _add_regularization_flags(model, data) -> None:
                             "equal to --hidden-size)")
 
 
-_REGULARIZATION_FIELDS = ("locked_dropout embedding_dropout weight_drop tie_weights "
-                          "seq_len_jitter").split()
-
-_TRAIN_FIELDS = _REGULARIZATION_FIELDS + (
-    "cell hidden_size num_layers embedding_dim dropout tokenizer encoding normalize_newlines "
-    "strip_gutenberg lowercase val_fraction seq_len batch_size batching optimizer lr "
-    "weight_decay schedule warmup_steps min_lr_ratio grad_clip max_steps max_time epochs "
-    "eval_every eval_chars log_every seed device precision threads on_divergence freeze_layers "
-    "input_encoding input_dropout bidirectional window window_layout keep init"
-).split()
-_TRAIN_FIELDS += ["strip_punctuation", "min_count", "max_vocab"]  # wordbeam
-_TRAIN_FIELDS += ["document_unit"]  # document mode
+def _run_settings(args: argparse.Namespace) -> dict:
+    """The flags given that name a run setting (every flag whose name is a field of
+    ModelConfig, DataConfig or TrainConfig: one list, the config's own)."""
+    fields = {f.name for section in (ModelConfig, DataConfig, TrainConfig)
+              for f in dataclasses.fields(section)}
+    return {k: v for k, v in vars(args).items() if k in fields and v is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,7 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ChargenError_usage("--resume takes no corpus, --preset, --out or --init-from: the "
                                  "run has them")
     overrides = preset(args.preset) if args.preset else {}
-    overrides.update({k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None})
+    overrides.update(_run_settings(args))
     from .distributed import leave
 
     try:
@@ -557,7 +561,6 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets
 
 
 # -- watching a run: samples during training, TensorBoard, plot ---------------------------
-_TRAIN_FIELDS += ["sample_every", "sample_length", "tensorboard"]
 
 
 def _add_watch_flags(parser: argparse.ArgumentParser) -> None:

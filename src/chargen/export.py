@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import TOKENIZER, _umask, holds_something
 from .config import DataConfig, ModelConfig
 from .errors import ChargenError, CheckpointError
+from .files import TOKENIZER, current_umask, holds_something
 from .model import RNNLanguageModel
 from .onnx_sampler import EXPORT_FORMAT_VERSION, INSTALL_HINT, META_FILE, MODEL_FILE, state_names
 from .tokenizer import Tokenizer, save_tokenizer_json
@@ -75,7 +75,7 @@ def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, 
     _check_free(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
                                     dir=_existing_parent(target)))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp's is 0o700: give it a plain directory's mode
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp's is 0o700: give it a plain directory's mode
     try:
         (write_window_model if net.framing.windowed else write_step_model)(net, staging / MODEL_FILE)
         (staging / TOKENIZER).write_text(save_tokenizer_json(tokenizer) + "\n", encoding="utf-8")

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CONFIG, IDS, TOKENIZER, RunDir, read_json
+from .checkpoint import IDS, RunDir
 from .config import DataConfig
 from .corpus import CorpusStream
 from .errors import ChargenError
+from .files import CONFIG, TOKENIZER, read_json
 
 
 def fingerprint(stream, data: DataConfig) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ reads each sample's last window instead, for every token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from .config import SampleConfig
 from .documents import document_prompt_ids, document_unit, load_tokenizer, until_end
 from .errors import ChargenError, CheckpointError, ConfigError
+from .files import plain_name, read_json
 from .npsampling import choose, penalize_repetition
 from .pieces import SampleMethods, text_pieces
 from .tokenizer import encode_prompt
@@ -37,12 +37,12 @@ def is_export(path: str | Path) -> bool:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; is this a chargen ONNX export?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}); export the run again") from None
+    return read_json(path, None, "ONNX export", "export the run again")
+
+
+def _member(meta: dict, key: str) -> str:
+    """A file the export's metadata names: a plain name inside the export directory."""
+    return plain_name(meta.get(key), "an export's files are plain names inside its directory")
 
 
 def _session(model_path: Path):
@@ -69,8 +69,8 @@ class ExportedModel(SampleMethods):
             raise CheckpointError(f"{self.path} is an export of format "
                                   f"{self.meta.get('format_version')!r}; this chargen reads format "
                                   f"{EXPORT_FORMAT_VERSION}: export the run again")
-        self.tokenizer = load_tokenizer(_read_json(self.path / self.meta["tokenizer_file"]))
-        self.session = _session(self.path / self.meta["model_file"])
+        self.tokenizer = load_tokenizer(_read_json(self.path / _member(self.meta, "tokenizer_file")))
+        self.session = _session(self.path / _member(self.meta, "model_file"))
         self.state_names = state_names(self.meta["cell"])
         self.output_names = ["logits", *(f"{name}_out" for name in self.state_names)]
 

@@ -7,8 +7,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import RunDir, atomic_file
+from .checkpoint import RunDir
 from .errors import ChargenError
+from .files import atomic_file
 
 DEFAULT_NAME = "loss.png"
 
