@@ -28,7 +28,8 @@ def _alone(model, prime: str, settings: Settings) -> list[str]:
     """What `chargen sample` gives for these settings."""
     config = SampleConfig(length=settings.length, temperature=settings.temperature,
                           top_k=settings.top_k, top_p=settings.top_p, num=settings.num,
-                          seed=settings.seed, stop=settings.stop, precision="fp32")
+                          seed=settings.seed, stop=settings.stop, precision="fp32",
+                          repetition_penalty=settings.repetition_penalty)
     prompt = torch.from_numpy(model.tokenizer.encode(prime).astype("int64"))
     texts = [""] * settings.num
     for pieces in generate_text(model.net, model.tokenizer, prompt, config):
@@ -61,6 +62,8 @@ REQUESTS = [
     ("dog", Settings(length=25, top_p=0.7, temperature=0.9, seed=4, num=2)),
     ("quick", Settings(length=15, temperature=0)),
     ("over ", Settings(length=40, seed=5, stop=("o",))),
+    ("the lazy", Settings(length=35, seed=6, num=2, repetition_penalty=1.5)),
+    ("jumps", Settings(length=20, temperature=0, repetition_penalty=0.7)),
 ]
 
 

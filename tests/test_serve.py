@@ -93,6 +93,16 @@ def test_json_generation_is_seeded_and_matches_the_api(client, model):
     assert first["timing"]["tokens"] == 50
 
 
+def test_repetition_penalty_is_served_like_the_api_and_beam_is_refused_clearly(client, model):
+    body = {"prime": "The ", "length": 60, "temperature": 0.9, "seed": 4, "num": 2,
+            "repetition_penalty": 1.4}
+    assert client.post("/generate", json=body).json()["texts"] == model.sample(
+        "The ", length=60, temperature=0.9, seed=4, num=2, repetition_penalty=1.4,
+        precision="fp32")
+    refused = client.post("/generate", json={"prime": "The ", "beam": 4})
+    assert refused.status_code == 422 and "chargen sample --beam" in refused.json()["error"]
+
+
 def test_stream_gives_the_same_text_piece_by_piece(client):
     body = {"prime": "The ", "length": 60, "temperature": 0.9, "seed": 3}
     texts, done = _streamed(client, **body)

@@ -24,7 +24,15 @@ import torch
 from .decode import Decoder, decode_dtype
 from .documents import end_rows
 from .model import select_state
-from .sampling import StopWatch, banned_bias, consume_prompt, invert_cdf, top_k_filter, top_p_filter
+from .sampling import (
+    StopWatch,
+    banned_bias,
+    consume_prompt,
+    invert_cdf,
+    penalize_repetition,
+    top_k_filter,
+    top_p_filter,
+)
 from .sliding import initial_windows, slide, window_logits
 
 log = logging.getLogger("chargen")
@@ -50,6 +58,7 @@ class Settings:
     num: int = 1
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    repetition_penalty: float = 1.0
 
 
 @dataclass(eq=False)
@@ -63,8 +72,13 @@ class Generation:
     cancelled: bool = False  # set by the owner's thread; the worker drops the rows
     uniforms: list[float] | None = None  # this step's random number per sample (worker only)
 
-    def start(self, tokenizer) -> None:
+    def start(self, tokenizer, device=None) -> None:
         seed = self.settings.seed if self.settings.seed is not None else secrets.randbits(63)
+        self.seen = None  # with a repetition penalty: the ids each sample's text holds
+        if self.settings.repetition_penalty != 1.0:
+            self.seen = torch.zeros(self.settings.num, tokenizer.vocab_size, dtype=torch.bool,
+                                    device=device)
+            self.seen[:, self.prompt.to(device)] = True
         self.generator = torch.Generator().manual_seed(seed)
         self.decoders = [tokenizer.stream_decoder() for _ in range(self.settings.num)]
         self.watches = [StopWatch(self.settings.stop) for _ in range(self.settings.num)]
@@ -256,7 +270,7 @@ class Batcher:
             self._retire(1)
             return
         self._state, self._logits = state, logits
-        generation.start(self.tokenizer)
+        generation.start(self.tokenizer, self.device)
         self._running.append(generation)
 
     def _step_safely(self) -> None:
@@ -276,6 +290,9 @@ class Batcher:
         ids, offset, finished = next_ids.tolist(), 0, list(failed)
         for generation in self._running:
             num = generation.settings.num
+            if generation.seen is not None:
+                rows = torch.arange(num, device=generation.seen.device)
+                generation.seen[rows, next_ids[offset : offset + num]] = True
             if generation not in failed and generation.advance(ids[offset : offset + num]):
                 finished.append(generation)
             offset += num
@@ -313,6 +330,7 @@ class Batcher:
         """Next id per row, and the generations whose rows could not be drawn (with why).
         Each sampling group of rows is filtered and drawn together; every operation works
         row by row, so one request's bad row cannot change another's draw."""
+        logits = self._penalized(logits)
         if self.bias is not None:
             logits = logits + self.bias
         groups: dict[tuple, list[tuple[Generation, int]]] = {}
@@ -329,6 +347,20 @@ class Batcher:
                                 dtype=torch.long, device=logits.device)
             chosen[rows] = self._draw(logits.index_select(0, rows), key, members, failed)
         return chosen, failed
+
+    def _penalized(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each generation's repetition penalty on its own rows (as sampling.generate_ids)."""
+        offset, copied = 0, False
+        for generation in self._running:
+            num = generation.settings.num
+            if generation.seen is not None:
+                if not copied:
+                    logits, copied = logits.clone(), True
+                logits[offset : offset + num] = penalize_repetition(
+                    logits[offset : offset + num], generation.seen,
+                    generation.settings.repetition_penalty)
+            offset += num
+        return logits
 
     def _draw(self, logits: torch.Tensor, key: tuple, members: list, failed: dict) -> torch.Tensor:
         """One group's ids; a generation whose rows fail (an exception, or an id outside the

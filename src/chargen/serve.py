@@ -67,13 +67,16 @@ class GenerateRequest(BaseModel):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list, max_length=8)
     unknown: Literal["error", "replace", "skip"] = "error"
+    repetition_penalty: float = 1.0
+    beam: int = 0  # accepted so that the answer can say why it is not served
     stream: bool = False
 
     def sample_config(self) -> SampleConfig:
         """-> the request's settings, validated (ConfigError names the flag)."""
         return SampleConfig(length=self.length, temperature=self.temperature, top_k=self.top_k,
                             top_p=self.top_p, num=self.num, seed=self.seed, stop=tuple(self.stop),
-                            unknown=self.unknown).validate()
+                            unknown=self.unknown, repetition_penalty=self.repetition_penalty,
+                            beam=self.beam).validate()
 
 
 class HTTPProblem(Exception):
@@ -117,8 +120,13 @@ def _checked(body: GenerateRequest) -> Settings:
         config = body.sample_config()
     except ConfigError as err:
         raise HTTPProblem(422, _as_field_names(str(err))) from None
+    if config.beam:
+        raise HTTPProblem(422, "beam is not served over HTTP (a beam search returns its text at "
+                               "the end, not step by step); use chargen sample --beam or the "
+                               "Python API")
     return Settings(length=config.length, temperature=config.temperature, top_k=config.top_k,
-                    top_p=config.top_p, num=config.num, seed=config.seed, stop=config.stop)
+                    top_p=config.top_p, num=config.num, seed=config.seed, stop=config.stop,
+                    repetition_penalty=config.repetition_penalty)
 
 
 def _first_problem(errors) -> str:
