@@ -154,3 +154,10 @@ def test_a_hostile_export_is_refused_in_one_line(exports, tmp_path):
     (export / "tokenizer.json").symlink_to("/dev/zero")
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_export(export)
+
+
+def test_beam_on_an_export_is_refused_from_the_api_too(exports):
+    from chargen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="beam search runs on a trained run"):
+        load_export(exports["lstm"][1]).sample(PRIME, length=5, beam=3)

@@ -103,7 +103,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--document-unit", choices=("line", "sentence", "paragraph"),
                       help="with --batching documents: each line (default), sentence or "
                            "paragraph (blank-line separated) is one sequence, [start] ... [end]")
-    # -- word level and punctuation (wordbeam) --
+    # -- word level and punctuation --
     data.add_argument("--min-count", type=int, metavar="N",
                       help="word level: tokens seen fewer than N times become [UNK] (default 1)")
     data.add_argument("--max-vocab", type=int, metavar="N",
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--repetition-penalty", type=float, default=1.0, metavar="P",
                         help="discourage characters already in the text (1: off; 1.1-1.3 "
                              "breaks greedy loops)")
-    # -- beam search (wordbeam) --
+    # -- beam search --
     sample.add_argument("--beam", type=int, default=0, metavar="N",
                         help="beam search with N beams for the likeliest continuation, printed "
                              "whole at the end (0: sample; no --temperature/--top-k/--top-p)")
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a prompt loop: type text, see it continued (:help lists commands)")
     sample.add_argument("--device", default="cpu")
 
-    # -- ONNX export (issue #3) ------------------------------------------------------------
+    # -- ONNX export ------------------------------------------------------------------------
     export = commands.add_parser("export", help="write a run's generator as ONNX (onnxruntime samples it)")
     export.add_argument("run", help="run directory")
     export.add_argument("--format", choices=("onnx",), default="onnx")
@@ -362,9 +362,9 @@ def _print_units(model, prime: str, settings: dict) -> None:
     sys.stdout.flush()
 
 
-# -- ONNX export (issue #3): sampling from an export runs on onnxruntime, without torch -------
+# -- ONNX export: sampling from an export runs on onnxruntime, without torch ----------------
 def _load_export_for(args: argparse.Namespace):
-    from .onnx_sampler import NO_PROMPT, load_export
+    from .onnx_sampler import NO_BEAM, NO_PROMPT, load_export
 
     if args.which is not None:
         raise ChargenError_usage("--which picks a run's weights; an export holds one set: drop "
@@ -372,8 +372,7 @@ def _load_export_for(args: argparse.Namespace):
     if args.device != "cpu":
         raise ChargenError_usage("an ONNX export samples on the CPU (onnxruntime): drop --device")
     if args.beam:
-        raise ChargenError_usage("--beam runs on a trained run, not on an ONNX export: sample the "
-                                 "run itself, or drop --beam")
+        raise ChargenError_usage(NO_BEAM.replace("drop beam", "drop --beam"))
     exported = load_export(args.run)
     if args.prime is None and not exported.document_unit:  # a unit starts at [start]
         raise ChargenError_usage(NO_PROMPT)

@@ -65,7 +65,7 @@ class DataConfig:
     seq_len: int = 100
     batch_size: int = 64
     batching: str = "stream"
-    # -- word level and punctuation (wordbeam) --
+    # -- word level and punctuation --
     strip_punctuation: bool = False
     min_count: int = 1  # word tokens seen fewer times become [UNK]
     max_vocab: int = 0  # keep at most this many word tokens, the most frequent (0: no limit)
@@ -249,7 +249,7 @@ class SampleConfig:
     precision: str = "auto"
     stop: tuple[str, ...] = ()
     repetition_penalty: float = 1.0
-    # -- beam search (wordbeam) --
+    # -- beam search --
     beam: int = 0  # beams searched for the likeliest continuation (0: sample instead)
     length_norm: bool = False  # rank finished beams by log-probability per token
 

@@ -24,6 +24,8 @@ from .tokenizer import encode_prompt
 EXPORT_FORMAT_VERSION = 1
 MODEL_FILE, META_FILE = "model.onnx", "export.json"
 INSTALL_HINT = "pip install 'chargen[onnx]'"
+NO_BEAM = ("beam search runs on a trained run, not on an ONNX export: sample the run itself, "
+           "or drop beam")
 NO_PROMPT = ("an ONNX export holds no training text to draw a random prompt from: give one with "
              "--prime")
 
@@ -150,6 +152,8 @@ class ExportedModel(SampleMethods):
         """Yields one text piece per sample per step; settings are SampleConfig fields. A
         document run's samples start at [start] (then the prime, if any) and stop at [end]."""
         config = SampleConfig(**settings).validate()
+        if config.beam:  # it was ignored here: the export sampled instead, silently
+            raise ConfigError(NO_BEAM)
         if self.document_unit:
             prompt = document_prompt_ids(self.tokenizer, prime, config.unknown)
         elif prime is None:
