@@ -158,3 +158,8 @@ def test_a_generation_whose_draw_raises_fails_alone(monkeypatch):
 
     monkeypatch.setattr(batcher_module, "_sample_group", fragile)
     assert "boom" in _fails_alone_among_eight(_model("gru", 1), Settings(length=40, seed=666))
+
+
+def test_a_poisoned_generation_with_a_repetition_penalty_fails_alone():
+    bad = Settings(length=40, temperature=float("nan"), repetition_penalty=1.3)
+    assert "not finite" in _fails_alone_among_eight(_model("lstm", 1), bad)

@@ -284,13 +284,15 @@ class Batcher:
 
     def _step(self) -> None:
         next_ids, failed = self._choose(self._logits)
+        ids = next_ids.tolist()
+        self._check_ids(ids, failed)
         for generation, message in failed.items():
             log.warning("a generation failed alone: %s", message)
             generation.deliver(("error", message))
-        ids, offset, finished = next_ids.tolist(), 0, list(failed)
+        offset, finished = 0, list(failed)
         for generation in self._running:
             num = generation.settings.num
-            if generation.seen is not None:
+            if generation.seen is not None and generation not in failed:
                 rows = torch.arange(num, device=generation.seen.device)
                 generation.seen[rows, next_ids[offset : offset + num]] = True
             if generation not in failed and generation.advance(ids[offset : offset + num]):
@@ -338,11 +340,15 @@ class Batcher:
         for generation in self._running:
             groups.setdefault(generation.sampling_group, []).append((generation, offset))
             offset += generation.settings.num
-        chosen = torch.empty(logits.size(0), dtype=torch.long, device=logits.device)
         failed: dict[Generation, str] = {}
         for key, members in groups.items():
             for generation, _ in members:  # drawn once, whatever happens below
                 generation.uniforms = None if key[0] else generation.next_uniforms()
+        if len(groups) == 1:  # the usual case: every row in one draw, no gathering
+            (key, members), = groups.items()
+            return self._draw(logits, key, members, failed), failed
+        chosen = torch.empty(logits.size(0), dtype=torch.long, device=logits.device)
+        for key, members in groups.items():
             rows = torch.tensor([o + i for g, o in members for i in range(g.settings.num)],
                                 dtype=torch.long, device=logits.device)
             chosen[rows] = self._draw(logits.index_select(0, rows), key, members, failed)
@@ -363,8 +369,8 @@ class Batcher:
         return logits
 
     def _draw(self, logits: torch.Tensor, key: tuple, members: list, failed: dict) -> torch.Tensor:
-        """One group's ids; a generation whose rows fail (an exception, or an id outside the
-        vocabulary from non-finite probabilities) is marked failed and the rest are kept."""
+        """One group's ids; a generation whose draw raises is marked failed (drawn alone with
+        its own random numbers to find it) and the rest are kept."""
         generations = [g for g, _ in members]
         try:
             ids = _sample_group(logits, key, generations)
@@ -377,15 +383,20 @@ class Batcher:
             parts = logits.split([g.settings.num for g in generations])
             return torch.cat([self._draw(part, key, [member], failed)
                               for part, member in zip(parts, members)])
-        row = 0
-        for generation in generations:
-            mine = ids[row : row + generation.settings.num]
-            if bool(((mine < 0) | (mine >= logits.size(-1))).any()):
-                failed[generation] = ("generation failed: the probabilities were not finite "
-                                      "(a setting out of range?)")
-                mine.zero_()
-            row += generation.settings.num
         return ids
+
+    def _check_ids(self, ids: list[int], failed: dict) -> None:
+        """A row whose probabilities were not finite draws an id past the vocabulary: its
+        generation fails (and its rows leave before the next step reads them)."""
+        if max(ids) < self.net.vocab_size:  # the usual case, at the cost of one max()
+            return
+        offset = 0
+        for generation in self._running:
+            num = generation.settings.num
+            if max(ids[offset : offset + num]) >= self.net.vocab_size:
+                failed.setdefault(generation, "generation failed: the probabilities were not "
+                                              "finite (a setting out of range?)")
+            offset += num
 
 
 def _sample_group(logits: torch.Tensor, key: tuple, generations: list[Generation]) -> torch.Tensor:
