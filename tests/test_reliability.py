@@ -43,7 +43,9 @@ def _wait_for(process, marker: str, timeout: float = 120.0) -> str:
                 return line
             if not line and process.poll() is not None:
                 break
-    raise AssertionError(f"never saw {marker!r} (exit {process.poll()})")
+    code = process.poll()
+    process.kill()  # a failed wait must not leave a trainer running behind the suite
+    raise AssertionError(f"never saw {marker!r} (exit {code})")
 
 
 def _last_step(run: Path) -> int:
