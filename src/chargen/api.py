@@ -391,7 +391,7 @@ class LanguageModel(SampleMethods):
         ids = self.tokenizer.encode(text)
         unknown = int(np.count_nonzero(ids == self.tokenizer.unknown_id))
         if self.tokenizer.kind == "char" and not allow_unknown:
-            _check_unknown_share(unknown, len(ids), self.tokenizer.unknown_chars(text))
+            _check_unknown_share(unknown, len(ids), lambda: self.tokenizer.unknown_chars(text))
         if self.document_unit:
             result = self._evaluate_documents(ids)
         else:
@@ -419,8 +419,10 @@ class LanguageModel(SampleMethods):
 UNKNOWN_LIMIT = 0.01  # of the text's tokens: more unseen characters than this are refused
 
 
-def _check_unknown_share(unknown: int, tokens: int, missing: list[str]) -> None:
+def _check_unknown_share(unknown: int, tokens: int, unseen) -> None:
+    """`unseen()` lists the characters, asked only for the message (it reads the text again)."""
     if tokens and unknown / tokens > UNKNOWN_LIMIT:
+        missing = unseen()
         shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ConfigError(
             f"{unknown:,} of the text's {tokens:,} characters ({unknown / tokens:.1%}) are ones the "
@@ -436,14 +438,9 @@ def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
     net = RNNLanguageModel(config.model, tokenizer.vocab_size,
                            framing_of(config.data, tokenizer.vocab_size))
     weights, _, _ = load_checkpoint(run.weights_file(which),
-                                    weights_limit(config, tokenizer.vocab_size))
+                                    checkpoint_limit(config, tokenizer.vocab_size))
     fit_weights(net, weights, run.path)
     return LanguageModel(net.to(resolve_device(device)).eval(), tokenizer, config, run)
-
-
-def weights_limit(config: RunConfig, vocab_size: int) -> int:
-    """The largest checkpoint file a run of this config can have (checkpoint.py)."""
-    return checkpoint_limit(estimate_parameters(config.model, vocab_size), config)
 
 
 def run_info(path: str) -> dict[str, Any]:
@@ -460,7 +457,7 @@ def run_info(path: str) -> dict[str, Any]:
                   if p.is_file() and not p.name.startswith(".")},
     }
     if run.file(LAST).exists():
-        progression = checkpoint_info(run.file(LAST), weights_limit(config, vocab_size)).get(
+        progression = checkpoint_info(run.file(LAST), checkpoint_limit(config, vocab_size)).get(
             "progression", {})
         info.update(steps=progression.get("step"), seconds_trained=progression.get("elapsed"),
                     best_val=progression.get("best_val"), best_step=progression.get("best_step"))

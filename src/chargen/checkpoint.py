@@ -38,6 +38,7 @@ from .files import (
     read_json,
     write_json,
 )
+from .model import estimate_parameters
 from .tokenizer import Tokenizer, save_tokenizer_json
 
 IDS, METRICS = "ids.npy", "metrics.jsonl"
@@ -257,10 +258,11 @@ def checkpoint_info(path: Path, limit: int | None = None) -> dict:
     return _info(read_header(path, limit))
 
 
-def checkpoint_limit(parameters: int, config: RunConfig) -> int:
+def checkpoint_limit(config: RunConfig, vocab_size: int) -> int:
     """The largest file a checkpoint of this run can be: float32 weights (a tied embedding
     saved twice), two Adam moments, the carried recurrent state of up to 256 processes'
     streams, and the header."""
+    parameters = estimate_parameters(config.model, vocab_size)
     model = config.model
     directions = 2 if model.bidirectional else 1
     carried = 2 * model.num_layers * directions * model.hidden_size * config.data.batch_size * 256

@@ -13,7 +13,7 @@ from .checkpoint import RunDir, checkpoint_limit, load_checkpoint
 from .config import RunConfig
 from .documents import text_tokenizer
 from .errors import ConfigError, TokenizerError
-from .model import RNNLanguageModel, estimate_parameters
+from .model import RNNLanguageModel
 from .tokenizer import CharTokenizer, Tokenizer
 
 log = logging.getLogger("chargen")
@@ -32,8 +32,8 @@ class Base:
 def load_base(path: str) -> Base:
     run = RunDir(path).check_exists()
     config, tokenizer = run.read_config(), run.read_tokenizer()
-    limit = checkpoint_limit(estimate_parameters(config.model, tokenizer.vocab_size), config)
-    weights, _, _ = load_checkpoint(run.weights_file("best"), limit)
+    weights, _, _ = load_checkpoint(run.weights_file("best"),
+                                    checkpoint_limit(config, tokenizer.vocab_size))
     return Base(run, config, tokenizer, weights)
 
 

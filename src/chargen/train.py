@@ -35,7 +35,7 @@ from .distributed import (
 )
 from .errors import ChargenError, CheckpointError
 from .evaluate import evaluate_ids
-from .model import RNNLanguageModel, count_parameters, detach_state
+from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
 from .runtime import autocast, to_device
 from .threads import ThreadGovernor
@@ -155,7 +155,7 @@ class Trainer:
 
     # -- resume -------------------------------------------------------------------------
     def restore(self) -> None:
-        limit = checkpoint_limit(count_parameters(self.model), self.config)
+        limit = checkpoint_limit(self.config, self.model.vocab_size)
         weights, tensors, info = load_checkpoint(self.run.file(LAST), limit)
         if "progression" not in info:
             raise CheckpointError(f"{self.run.file(LAST)} holds no trainer state; cannot resume")
