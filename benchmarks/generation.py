@@ -27,8 +27,8 @@ from torch import nn
 
 from chargen.config import DataConfig, ModelConfig, SampleConfig
 from chargen.framing import Framing
+from chargen.generate.sample import generate_ids
 from chargen.model import RNNLanguageModel
-from chargen.sampling import generate_ids
 from chargen.tokenizer import CharTokenizer
 
 VOCAB = 65

@@ -1,15 +1,19 @@
+
 """The dynamic batcher on its own: batched generations give exactly what each gives alone."""
 
 import queue
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from chargen.batcher import Batcher, Busy, Generation, Settings
+from chargen.batcher import Batcher, Busy
 from chargen.config import ModelConfig, SampleConfig
+from chargen.config import SampleConfig as Settings
+from chargen.generate.engine import Generation
+from chargen.generate.sample import generate_text
 from chargen.model import RNNLanguageModel
-from chargen.sampling import generate_text
 from chargen.tokenizer import CharTokenizer
 
 TEXT = "the quick brown fox jumps over a lazy dog.\n"
@@ -147,16 +151,17 @@ def test_a_poisoned_generation_fails_alone(poison):
 def test_a_generation_whose_draw_raises_fails_alone(monkeypatch):
     """An exception while drawing a group: its generations are drawn one by one with the
     same random numbers, and only the one that raises fails."""
-    import chargen.batcher as batcher_module
+    from chargen.generate.logits import TorchOps
 
-    draw = batcher_module._sample_group
+    draw = TorchOps.draw
+    doomed = set(np.random.default_rng(666).random((40, 1), dtype=np.float32)[:, 0].tolist())
 
-    def fragile(logits, key, generations):
-        if any(g.settings.seed == 666 for g in generations):
+    def fragile(logits, top_k, top_p, temperatures, uniforms):
+        if doomed & set(uniforms.tolist()):  # the seed-666 request's random numbers
             raise RuntimeError("boom")
-        return draw(logits, key, generations)
+        return draw(logits, top_k, top_p, temperatures, uniforms)
 
-    monkeypatch.setattr(batcher_module, "_sample_group", fragile)
+    monkeypatch.setattr(TorchOps, "draw", staticmethod(fragile))
     assert "boom" in _fails_alone_among_eight(_model("gru", 1), Settings(length=40, seed=666))
 
 

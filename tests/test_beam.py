@@ -4,14 +4,17 @@ import pytest
 import torch
 from conftest import make_text, tiny_settings
 
-from chargen import api, beam, sliding
-from chargen.beam import beam_search, continuation_log_prob
+from chargen import api
 from chargen.cli import main
 from chargen.config import ModelConfig, SampleConfig
 from chargen.errors import ConfigError
 from chargen.framing import Framing
+from chargen.generate import readers as sliding
+from chargen.generate.beam import beam_search
+from chargen.generate.logits import banned_bias
+from chargen.generate.readers import initial_windows, window_logits
+from chargen.generate.sample import generate_ids
 from chargen.model import RNNLanguageModel
-from chargen.sampling import generate_ids
 from chargen.tokenizer import CharTokenizer
 
 
@@ -22,6 +25,25 @@ def _model(vocab_size: int, seed: int = 0, cell: str = "lstm") -> RNNLanguageMod
     with torch.no_grad():  # sharper distributions than the initial near-uniform ones
         model.head.weight.mul_(8.0)
     return model.eval()
+
+
+def continuation_log_prob(model: RNNLanguageModel, prompt: torch.Tensor, ids, banned=()) -> float:
+    """log P(ids | prompt) under the model, with the banned ids masked out as when generating:
+    the whole continuation read in one pass, the oracle the search is checked against."""
+    with torch.inference_mode():
+        full = torch.cat([prompt, torch.tensor(list(ids), dtype=prompt.dtype)])
+        if model.framing.windowed:  # each token from the window before it
+            window, pad = model.framing.window, model.framing.pad_id
+            windows = torch.cat([initial_windows(full[:end], 1, window, pad)
+                                 for end in range(len(prompt), len(full))])
+            logits = window_logits(model, windows)
+        else:
+            logits, _ = model(full[:-1].view(1, -1))
+            logits = logits[0, len(prompt) - 1 :].float()
+        bias = banned_bias(model.vocab_size, banned, logits.device)
+        logits = logits if bias is None else logits + bias
+        log_probs = torch.log_softmax(logits, dim=-1)
+        return float(log_probs.gather(1, torch.tensor(list(ids)).view(-1, 1)).sum())
 
 
 TOKENIZER = CharTokenizer(list("abcde"))  # 6 ids, [UNK] = 0 never chosen
@@ -68,14 +90,14 @@ def test_window_models_search_over_sliding_windows(bidirectional, pipelined, mon
     """Beams over window models, each window read whole or (unidirectional models) kept in
     flight by sliding.WindowPipeline."""
     monkeypatch.setattr(sliding, "PIPELINE_MAX_ROWS", {None: 10**6 if pipelined else 0})
-    readers = []
+    readers, original = [], sliding.window_reader
 
     def noted_reader(*args):
-        reader = sliding.window_reader(*args)
+        reader = original(*args)
         readers.append(type(reader))
         return reader
 
-    monkeypatch.setattr(beam, "window_reader", noted_reader)
+    monkeypatch.setattr(sliding, "window_reader", noted_reader)
     torch.manual_seed(5)
     vocab = TOKENIZER.vocab_size
     config = ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0,

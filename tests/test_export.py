@@ -11,10 +11,10 @@ from chargen import api
 from chargen.cli import main
 from chargen.errors import ChargenError, CheckpointError
 from chargen.export import export_run
-from chargen.npsampling import top_k_filter, top_p_filter
+from chargen.generate.logits import top_k_filter as torch_top_k
+from chargen.generate.logits import top_p_filter as torch_top_p
+from chargen.generate.nplogits import top_k_filter, top_p_filter
 from chargen.onnx_sampler import load_export
-from chargen.sampling import top_k_filter as torch_top_k
-from chargen.sampling import top_p_filter as torch_top_p
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'chargen[onnx]'")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import make_text
 
-from chargen import api, sliding
+from chargen import api
 from chargen.batches import make_batches
 from chargen.checkpoint import BEST, RunDir, load_checkpoint
 from chargen.cli import main
@@ -16,8 +16,9 @@ from chargen.config import PRESETS, ModelConfig, RunConfig, SampleConfig
 from chargen.encoding import PAD_SCALAR
 from chargen.errors import ConfigError
 from chargen.framing import Framing, framing_of
+from chargen.generate import readers as sliding
+from chargen.generate.sample import generate_ids
 from chargen.model import RNNLanguageModel
-from chargen.sampling import generate_ids
 
 IDS = (np.arange(500) % 37 + 1).astype(np.uint16)  # id = position % 37 + 1, never 0
 VOCAB = 40
@@ -237,7 +238,7 @@ def test_pipelined_window_reading_samples_what_rereading_does(kind, cell, encodi
         rereading = sliding.Rereading(model, windows)
         pipeline = sliding.WindowPipeline(model, windows, None)
         for _ in range(9):
-            torch.testing.assert_close(pipeline.logits(), rereading.logits(), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(pipeline.logits, rereading.logits, rtol=1e-5, atol=1e-5)
             next_ids = torch.randint(1, VOCAB, (3,))
             rereading.push(next_ids)
             pipeline.push(next_ids)

@@ -41,3 +41,26 @@ def test_readme_shows_the_two_setup_commands():
 def test_makefile_targets_exist():
     makefile = (README.parent / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+
+
+def test_readme_python_snippets_run(tmp_path, monkeypatch):
+    """Each ```python block of the README runs as written, on a small corpus and for a few
+    steps (its keywords go to chargen.train unchanged; the sizes are made tiny)."""
+    from conftest import make_text, tiny_settings
+
+    import chargen
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ROMEO: JULIET: held-out\n" + make_text(3000), encoding="utf-8")
+    train = chargen.train
+
+    def quick(_, run_dir, **settings):
+        return train(str(corpus), run_dir, **{**settings, **tiny_settings(max_steps=5)})
+
+    monkeypatch.setattr(chargen, "train", quick)
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {})  # noqa: S102 - the README's own code
+    assert (tmp_path / "runs" / "shakespeare" / "config.json").is_file()

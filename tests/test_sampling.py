@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -7,17 +8,18 @@ from hypothesis import strategies as st
 
 from chargen.config import ModelConfig, SampleConfig
 from chargen.errors import ConfigError
-from chargen.model import RNNLanguageModel
-from chargen.sampling import (
-    StopWatch,
+from chargen.generate.logits import (
+    TorchOps,
     banned_bias,
-    choose_next,
-    generate_ids,
+    draw,
+    invert_cdf,
     penalize_repetition,
-    sample_categorical,
     top_k_filter,
     top_p_filter,
 )
+from chargen.generate.sample import generate_ids
+from chargen.model import RNNLanguageModel
+from chargen.pieces import StopWatch
 
 LOGITS = torch.log(torch.tensor([[0.5, 0.25, 0.15, 0.1]]))
 
@@ -39,23 +41,24 @@ def test_mask_and_greedy():
     bias = banned_bias(4, [0], LOGITS.device)
     assert bias.tolist() == [-math.inf, 0.0, 0.0, 0.0]
     assert banned_bias(4, [], LOGITS.device) is None
-    greedy = choose_next(LOGITS, SampleConfig(greedy=True), [0], None)
-    assert greedy.tolist() == [1]
-    assert choose_next(LOGITS, SampleConfig(temperature=0), [], None).tolist() == [0]
+    assert TorchOps.greedy(LOGITS + bias).tolist() == [1]
+    assert TorchOps.greedy(LOGITS).tolist() == [0]
+
+
+def _draws(logits: torch.Tensor, temperature: float, seed: int = 0) -> torch.Tensor:
+    uniforms = np.random.default_rng(seed).random(len(logits), dtype=np.float32)
+    return draw(logits, 0, 1.0, [temperature] * len(logits), uniforms)
 
 
 def test_banned_ids_are_never_sampled():
-    generator = torch.Generator().manual_seed(0)
     logits = torch.tensor([[5.0, 0.0, 0.0]]).repeat(500, 1)
-    picks = choose_next(logits, SampleConfig(temperature=2.0), [0], generator)
+    picks = _draws(logits + banned_bias(3, [0], logits.device), 2.0)
     assert 0 not in picks.tolist()
 
 
 def test_temperature_sharpens_and_flattens():
-    generator = torch.Generator().manual_seed(0)
     logits = LOGITS.repeat(4000, 1)
-    cold = choose_next(logits, SampleConfig(temperature=0.2), [], generator)
-    hot = choose_next(logits, SampleConfig(temperature=5.0), [], generator)
+    cold, hot = _draws(logits, 0.2), _draws(logits, 5.0, seed=1)
     assert (cold == 0).float().mean() > 0.9
     assert (hot == 0).float().mean() < 0.4
 
@@ -102,16 +105,20 @@ def test_sample_settings_are_validated(settings, flag):
         SampleConfig(**settings).validate()
 
 
+def _uniforms(rows: int, seed: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).random((rows, 1), dtype=np.float32))
+
+
 def test_categorical_draws_follow_the_probabilities():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05, 0.0]]).repeat(200_000, 1)
-    draws = sample_categorical(probs, torch.Generator().manual_seed(3))
+    draws = invert_cdf(probs, _uniforms(len(probs), 3))
     freq = torch.bincount(draws, minlength=5).float() / len(draws)
     torch.testing.assert_close(freq, probs[0], atol=0.005, rtol=0)
 
 
 def test_zero_probability_ids_are_never_drawn_even_at_the_edges():
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).repeat(50_000, 1)
-    draws = sample_categorical(probs, torch.Generator().manual_seed(0))
+    draws = invert_cdf(probs, _uniforms(len(probs), 0))
     assert set(draws.tolist()) == {1, 3}
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from .autoconfig import auto_configure
-from .beam import beam_search
 from .checkpoint import (
     LAST,
     RunDir,
@@ -39,6 +38,8 @@ from .finetune import (
     provenance,
 )
 from .framing import context_length, framing_of, steps_per_example
+from .generate.beam import beam_search
+from .generate.sample import generate_text
 from .idcache import find_run_with, fingerprint
 from .model import (
     RNNLanguageModel,
@@ -50,7 +51,6 @@ from .pieces import SampleMethods
 from .resources import check_fits
 from .runlock import RunLock
 from .runtime import resolve_device, resolve_precision, seed_everything
-from .sampling import generate_text
 from .threads import ThreadGovernor
 from .tokenizer import TextStats, encode_prompt, narrowest_dtype, scan
 from .train import Trainer

@@ -1,8 +1,10 @@
 """Generation from an ONNX export through onnxruntime and numpy: nothing here imports torch.
 
-The prompt goes through the step model one token at a time (batch 1); its state is then
-repeated for the samples, which run as one batch, one step per token. A window run's export
-reads each sample's last window instead, for every token.
+The export's readers are numpy twins of generate/readers.py, stepped by the one generation
+loop (generate/engine.py) with its numpy backend: the prompt goes through the step model one
+token at a time (batch 1) and its state is repeated for the samples, which run as one batch,
+one step per token; a window run's export reads each sample's last window instead, for every
+token. The same seed gives the same text as the run itself, to float32 rounding.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from .config import SampleConfig
-from .documents import document_prompt_ids, document_unit, load_tokenizer, until_end
+from .documents import document_prompt_ids, document_unit, load_tokenizer
 from .errors import ChargenError, CheckpointError, ConfigError
 from .files import plain_name, read_json
-from .npsampling import choose, penalize_repetition
-from .pieces import SampleMethods, text_pieces
+from .generate.engine import Engine, Generation, generate_alone
+from .generate.nplogits import NumpyOps
+from .pieces import SampleMethods
 from .tokenizer import encode_prompt
 
 EXPORT_FORMAT_VERSION = 1
@@ -87,61 +90,11 @@ class ExportedModel(SampleMethods):
         logits, *new_state = self.session.run(self.output_names, feeds)
         return logits, new_state
 
-    def consume_prompt(self, prompt: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        state, logits = self.initial_state(1), None
-        for token in prompt.tolist():
-            logits, state = self.step(np.array([token]), state)
-        return logits, state
-
-    def generate_ids(self, prompt: np.ndarray, config: SampleConfig) -> Iterator[np.ndarray]:
-        """prompt: (prompt_len,) ids. Yields config.length arrays of shape (config.num,)."""
-        rng = np.random.default_rng(config.seed)
-        logits, advance = (self._slide(prompt, config.num) if "window" in self.meta
-                           else self._carry(prompt, config.num))
-        bias = np.zeros(logits.shape[-1], dtype=np.float32)
-        bias[self.meta["never_sample"]] = -np.inf
-        seen = None
-        if config.repetition_penalty != 1.0:
-            seen = np.zeros((config.num, logits.shape[-1]), dtype=bool)
-            seen[:, prompt] = True
-        for _ in range(config.length):
-            if seen is not None:
-                logits = penalize_repetition(logits, seen, config.repetition_penalty)
-            next_ids = choose(logits + bias, config, rng)
-            if seen is not None:
-                seen[np.arange(config.num), next_ids] = True
-            logits = advance(next_ids)
-            yield next_ids
-
-    def _carry(self, prompt: np.ndarray, rows: int):
-        """A step model: the prompt's logits and state for each row, and the step function."""
-        logits, state = self.consume_prompt(prompt)
-        state = [np.repeat(part, rows, axis=1) for part in state]
-
-        def advance(next_ids: np.ndarray) -> np.ndarray:
-            nonlocal state
-            new_logits, state = self.step(next_ids, state)
-            return new_logits
-
-        return np.repeat(logits, rows, axis=0), advance
-
-    def _slide(self, prompt: np.ndarray, rows: int):
-        """A window model (sliding.py's way): each row's last `window` ids, left-padded,
-        read afresh for every token."""
-        window = self.meta["window"]
-        tail = prompt[-window:]
-        windows = np.full((rows, window), self.meta["pad_id"], dtype=np.int64)
-        windows[:, window - len(tail):] = tail
-
-        def read() -> np.ndarray:
-            return self.session.run(["logits"], {"ids": windows})[0]
-
-        def advance(next_ids: np.ndarray) -> np.ndarray:
-            nonlocal windows
-            windows = np.concatenate([windows[:, 1:], next_ids[:, None].astype(np.int64)], axis=1)
-            return read()
-
-        return read(), advance
+    def reader(self, prompt: np.ndarray, rows: int):
+        """The reader for `rows` samples continuing `prompt` ((prompt_len,) ids)."""
+        if "window" in self.meta:
+            return _WindowReader(self, prompt, rows)
+        return _StepReader(self, prompt, rows)
 
     @property
     def document_unit(self) -> str | None:
@@ -160,10 +113,56 @@ class ExportedModel(SampleMethods):
             raise ConfigError(NO_PROMPT)
         else:
             prompt = encode_prompt(self.tokenizer, prime, config.unknown).astype(np.int64)
-        id_rows = (ids.tolist() for ids in self.generate_ids(prompt, config))
-        if self.document_unit:
-            id_rows = until_end(id_rows, self.tokenizer.end_id)
-        yield from text_pieces(id_rows, self.tokenizer, config)
+        yield from self._generate(prompt, config)
+
+    def generate_ids(self, prompt: np.ndarray, config: SampleConfig) -> Iterator[np.ndarray]:
+        """prompt: (prompt_len,) ids. Yields config.length arrays of shape (config.num,)."""
+        yield from self._generate(prompt, config, "ids")
+
+    def _generate(self, prompt: np.ndarray, config: SampleConfig, wanted: str = "pieces"):
+        engine = Engine(NumpyOps(), self.meta["vocab_size"], self.tokenizer)
+        reader = self.reader(prompt, config.num)
+        yield from generate_alone(engine, Generation(prompt, config), reader, wanted)
+
+
+class _StepReader:
+    """A step model's rows: the prompt read one token at a time, its state repeated per row."""
+
+    def __init__(self, model: ExportedModel, prompt: np.ndarray, rows: int):
+        self.model, state, logits = model, model.initial_state(1), None
+        for token in prompt.tolist():
+            logits, state = model.step(np.array([token]), state)
+        self.state = [np.repeat(part, rows, axis=1) for part in state]
+        self.logits = np.repeat(logits, rows, axis=0)
+
+    def push(self, next_ids: np.ndarray) -> None:
+        self.logits, self.state = self.model.step(next_ids, self.state)
+
+    def select(self, rows: np.ndarray) -> None:
+        self.logits, self.state = self.logits[rows], [part[:, rows] for part in self.state]
+
+
+class _WindowReader:
+    """A window model's rows: each row's last `window` ids, left-padded, read afresh for every
+    token (readers.Rereading's way)."""
+
+    def __init__(self, model: ExportedModel, prompt: np.ndarray, rows: int):
+        window, self.session = model.meta["window"], model.session
+        tail = prompt[-window:]
+        self.windows = np.full((rows, window), model.meta["pad_id"], dtype=np.int64)
+        self.windows[:, window - len(tail):] = tail
+        self.logits = self._read()
+
+    def _read(self) -> np.ndarray:
+        return self.session.run(["logits"], {"ids": self.windows})[0]
+
+    def push(self, next_ids: np.ndarray) -> None:
+        self.windows = np.concatenate([self.windows[:, 1:], next_ids[:, None].astype(np.int64)],
+                                      axis=1)
+        self.logits = self._read()
+
+    def select(self, rows: np.ndarray) -> None:
+        self.windows, self.logits = self.windows[rows], self.logits[rows]
 
 
 def load_export(path: str | Path) -> ExportedModel:

@@ -1,9 +1,9 @@
-"""From sampled ids to text pieces: incremental decoding and stop sequences. No torch import:
-the torch sampler and the ONNX sampler share it."""
+"""Text from a generation: stop sequences, and generate()/sample() over a model's batches of
+text pieces. No torch import: the run and the ONNX export share it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 
 class StopWatch:
@@ -31,24 +31,6 @@ class StopWatch:
     def flush(self) -> str:
         out, self.pending = ("" if self.done else self.pending), ""
         return out
-
-
-def text_pieces(id_rows: Iterable[list[int]], tokenizer, config) -> Iterator[list[str]]:
-    """Per step's ids (one per sample), one text piece per sample (a piece may be empty while a
-    byte-level sample is in the middle of a multi-byte character, or after the sample met a
-    stop sequence). Ends early once every sample has stopped."""
-    decoders = [tokenizer.stream_decoder() for _ in range(config.num)]
-    watches = [StopWatch(config.stop) for _ in range(config.num)] if config.stop else None
-    for ids in id_rows:
-        pieces = [decode([token]) for decode, token in zip(decoders, ids)]
-        if watches is None:
-            yield pieces
-            continue
-        yield [watch.feed(piece) for watch, piece in zip(watches, pieces)]
-        if all(watch.done for watch in watches):
-            return
-    if watches is not None:
-        yield [watch.flush() for watch in watches]
 
 
 class SampleMethods:

@@ -23,10 +23,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .batcher import Batcher, Busy, Generation, Settings
+from .batcher import Batcher, Busy
 from .config import SampleConfig, check_types, check_whole
 from .documents import document_prompt
 from .errors import ChargenError, ConfigError
+from .generate.engine import Generation
 
 log = logging.getLogger("chargen")
 
@@ -114,8 +115,8 @@ async def _read_body(request: Request) -> GenerateRequest:
         raise HTTPProblem(400, f"the body is not JSON ({err}); send a JSON object") from None
 
 
-def _checked(body: GenerateRequest) -> Settings:
-    """The batcher's settings from a body whose every value the sampler can use."""
+def _checked(body: GenerateRequest) -> SampleConfig:
+    """The settings of a body whose every value the sampler can use."""
     try:
         config = body.sample_config()
     except ConfigError as err:
@@ -124,9 +125,7 @@ def _checked(body: GenerateRequest) -> Settings:
         raise HTTPProblem(422, "beam is not served over HTTP (a beam search returns its text at "
                                "the end, not step by step); use chargen sample --beam or the "
                                "Python API")
-    return Settings(length=config.length, temperature=config.temperature, top_k=config.top_k,
-                    top_p=config.top_p, num=config.num, seed=config.seed, stop=config.stop,
-                    repetition_penalty=config.repetition_penalty)
+    return config
 
 
 def _first_problem(errors) -> str:
@@ -232,13 +231,12 @@ class _Mailbox:
             queue.put_nowait(event)
 
 
-async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, settings: Settings,
+async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, settings: SampleConfig,
                  prime: str, prompt):
     events: asyncio.Queue = asyncio.Queue()
     generation = Generation(prompt, settings, lambda event: mailbox.post(events, event))
     if body.length == 0:
         generation.deliver = events.put_nowait
-        generation.start(batcher.tokenizer)
         generation.finish()
     else:
         try:

@@ -14,7 +14,7 @@ import torch
 from .checkpoint import RunDir
 from .config import SampleConfig, TrainConfig
 from .errors import ChargenError
-from .sampling import generate_text
+from .generate.sample import generate_text
 
 SAMPLES = "samples.jsonl"
 TENSORBOARD_DIR = "tensorboard"

@@ -1,7 +1,7 @@
 """Beam search: the likeliest continuations of a prompt, rather than samples.
 
-All live beams advance together as one batch through the one-token Decoder (a window model
-reads each beam's windows as its sampling does, sliding.window_reader). Every live beam
+All live beams advance together as one batch through the reader their sampling uses
+(generate/readers.py: the one-token Decoder, or a window model's windows). Every live beam
 has the same length, so within a step they are ranked by total log-probability; a beam that
 meets a stop sequence is finished and kept aside. Finished beams differ in length: with
 `length_norm` they are ranked by log-probability per token, otherwise in total (which favours
@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import SampleConfig
-from .decode import Decoder, decode_dtype
-from .model import RNNLanguageModel, select_state
-from .sampling import banned_bias, consume_prompt, penalize_repetition
-from .sliding import initial_windows, window_logits, window_reader
+from ..config import SampleConfig
+from ..model import RNNLanguageModel
+from .logits import banned_bias, penalize_repetition
+from .readers import reader_for
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def _stop_cut(text: str, stops: Sequence[str]) -> int | None:
 
 
 class _Beams:
-    """The live beams: their ids and scores, and what scores each one's next token."""
+    """The live beams: their ids and scores, and the reader that scores each one's next token."""
 
     def __init__(self, model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig):
         device = next(model.parameters()).device
@@ -49,12 +48,13 @@ class _Beams:
         if config.repetition_penalty != 1.0:
             self.seen = torch.zeros(1, model.vocab_size, dtype=torch.bool, device=device)
             self.seen[:, prompt] = True
-        self.logits = self._start(model, prompt, config)
+        self.reader = reader_for(model, prompt, 1, config.precision, config.length, config.beam)
 
     def candidates(self, bias, penalty: float) -> torch.Tensor:
         """(live, vocab) total log-probability of every one-token extension."""
-        logits = self.logits if self.seen is None else penalize_repetition(self.logits, self.seen,
-                                                                           penalty)
+        logits = self.reader.logits
+        if self.seen is not None:
+            logits = penalize_repetition(logits, self.seen, penalty)
         logits = logits if bias is None else logits + bias
         return self.scores[:, None] + torch.log_softmax(logits.float(), dim=-1)
 
@@ -67,40 +67,8 @@ class _Beams:
         if self.seen is not None:
             self.seen = self.seen.index_select(0, rows)
             self.seen[torch.arange(len(tokens), device=device), next_ids] = True
-        self.logits = self._step(rows, next_ids)
-
-
-class _StatefulBeams(_Beams):
-    """Stream, sequence and document models: each beam carries its state through the
-    one-token Decoder."""
-
-    def _start(self, model, prompt, config) -> torch.Tensor:
-        self.decoder = Decoder(model, decode_dtype(prompt.device, config.beam,
-                                                   model.config.hidden_size, config.precision),
-                               rows=config.beam)
-        logits, state = consume_prompt(model, prompt)
-        self.layers = self.decoder.split_state(state)
-        return logits
-
-    def _step(self, rows, next_ids) -> torch.Tensor:
-        state = select_state(self.decoder.join_state(self.layers), rows)
-        logits, self.layers = self.decoder.step(next_ids, self.decoder.split_state(state))
-        return logits
-
-
-class _WindowBeams(_Beams):
-    """Window models: each beam's next token is scored from its last `window` ids read
-    afresh, as the tutorials' sliding-window generation does (sliding.py)."""
-
-    def _start(self, model, prompt, config) -> torch.Tensor:
-        windows = initial_windows(prompt, 1, model.framing.window, model.framing.pad_id)
-        self.reader = window_reader(model, windows, config.precision, config.length, config.beam)
-        return self.reader.logits()
-
-    def _step(self, rows, next_ids) -> torch.Tensor:
         self.reader.select(rows)
         self.reader.push(next_ids)
-        return self.reader.logits()
 
 
 @torch.inference_mode()
@@ -112,7 +80,7 @@ def beam_search(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
     banned = tokenizer.never_sample
     width = min(config.beam, model.vocab_size - len(banned))
     bias = banned_bias(model.vocab_size, banned, prompt.device)
-    beams = (_WindowBeams if model.framing.windowed else _StatefulBeams)(model, prompt, config)
+    beams = _Beams(model, prompt, config)
     bias = None if bias is None else bias.to(beams.scores.device)
     finished: list[Hypothesis] = []
     end_id = getattr(tokenizer, "end_id", None)  # a document run's [end] finishes a beam
@@ -151,22 +119,3 @@ def _settled(finished: list[Hypothesis], best_live: float, config: SampleConfig)
         return False
     kept = sorted((h.log_prob for h in finished), reverse=True)[: config.num]
     return kept[-1] >= best_live
-
-
-def continuation_log_prob(model: RNNLanguageModel, prompt: torch.Tensor, ids: Sequence[int],
-                          banned: Sequence[int] = ()) -> float:
-    """log P(ids | prompt) under the model, with the banned ids masked out as when generating."""
-    with torch.inference_mode():
-        full = torch.cat([prompt, torch.tensor(list(ids), dtype=prompt.dtype)])
-        if model.framing.windowed:  # each token from the window before it
-            window, pad = model.framing.window, model.framing.pad_id
-            windows = torch.cat([initial_windows(full[:end], 1, window, pad)
-                                 for end in range(len(prompt), len(full))])
-            logits = window_logits(model, windows)
-        else:
-            logits, _ = model(full[:-1].view(1, -1))
-            logits = logits[0, len(prompt) - 1 :].float()
-        bias = banned_bias(model.vocab_size, banned, logits.device)
-        logits = logits if bias is None else logits + bias
-        log_probs = torch.log_softmax(logits, dim=-1)
-        return float(log_probs.gather(1, torch.tensor(list(ids)).view(-1, 1)).sum())

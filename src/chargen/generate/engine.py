@@ -1,0 +1,269 @@
+"""The one generation loop, shared by every consumer: the API and CLI, interactive mode, the
+samples shown while training, the server's batch and the ONNX export.
+
+A Generation is one request: its prompt, its settings (a SampleConfig) and where its text goes.
+The Engine steps the rows of every generation in progress together over one reader (readers.py,
+or the ONNX sampler's numpy readers): per step it applies each generation's repetition penalty
+to its rows, masks the ids never sampled, draws each group of rows that share top-k / top-p
+(temperature is per row) with each generation's own random numbers, and pushes the chosen ids.
+A generation leaves when it has its length, meets its stop sequences, reaches a document's
+[end] on every sample, fails alone, or is cancelled. Random numbers come from numpy's PCG64
+seeded by the request, drawn a block of steps at a time: the same numbers whatever the backend
+and whatever else is in the batch, so a seed gives one text everywhere. No torch import here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..config import SampleConfig
+from ..documents import end_rows
+from ..errors import ChargenError
+from ..pieces import StopWatch
+
+# What a generation hands its owner: ("pieces", [text per sample]), ("done", timing dict) or
+# ("error", message). Called on the thread that steps the engine.
+Deliver = Callable[[tuple[str, object]], None]
+
+UNIFORM_BLOCK = 256  # steps of random numbers drawn per call of the generator
+NOT_FINITE = ("generation failed: the probabilities were not finite (a setting out of "
+              "range?)")
+
+
+class Generation:
+    """One request: its prompt ids, settings and delivery; its text state once it runs."""
+
+    def __init__(self, prompt, settings: SampleConfig, deliver: Deliver | None = None):
+        self.prompt, self.settings, self.deliver = prompt, settings, deliver
+        self.submitted = time.perf_counter()
+        self.cancelled = False  # set by the owner's thread; the engine drops the rows
+        self.steps, self.chars, self.started = 0, 0, self.submitted
+        self.uniforms: np.ndarray | None = None  # this step's random number per sample
+        self.wants_ids = False  # also deliver ("ids", the step's ids) before the text
+
+    @property
+    def num(self) -> int:
+        return self.settings.num
+
+    @property
+    def greedy(self) -> bool:
+        return self.settings.greedy or self.settings.temperature == 0
+
+    @property
+    def group(self) -> tuple:
+        """Rows that draw together share this."""
+        return (True, 0, 1.0) if self.greedy else (False, self.settings.top_k, self.settings.top_p)
+
+    def start(self, tokenizer, ops, vocab: int) -> None:
+        seed = self.settings.seed if self.settings.seed is not None else secrets.randbits(63)
+        self.random = np.random.default_rng(seed)
+        self.seen = None  # with a repetition penalty: the ids each sample's text holds
+        if self.settings.repetition_penalty != 1.0:
+            self.seen = ops.seen(self.num, vocab, self.prompt)
+        self.decoders = [tokenizer.stream_decoder() for _ in range(self.num)]
+        self.watches = [StopWatch(self.settings.stop) for _ in range(self.num)]
+        self.started, self._block, self._used = time.perf_counter(), None, 0
+        self.end_id = getattr(tokenizer, "end_id", None)  # a document run's [end]
+        self.ended = [False] * self.num
+
+    def next_uniforms(self) -> np.ndarray:
+        """This step's random number per sample, from a block of steps drawn at once (the same
+        numbers as one draw per step)."""
+        if self._block is None or self._used == len(self._block):
+            steps = max(1, min(UNIFORM_BLOCK, self.settings.length - self.steps))
+            self._block, self._used = self.random.random((steps, self.num), dtype=np.float32), 0
+        self._used += 1
+        return self._block[self._used - 1]
+
+    def advance(self, ids: list[int]) -> bool:
+        """Turn this step's ids into text for the owner; -> True once the generation is over.
+        A document run's sample ends at [end] (decoded as nothing): it stays ended."""
+        self.steps += 1
+        if self.end_id is not None:
+            ids, self.ended = end_rows(ids, self.ended, self.end_id)
+        pieces = [decode([token]) for decode, token in zip(self.decoders, ids)]
+        stops = bool(self.settings.stop)
+        if stops:
+            pieces = [watch.feed(piece) for watch, piece in zip(self.watches, pieces)]
+        over = (self.steps >= self.settings.length or all(self.ended)
+                or (stops and all(watch.done for watch in self.watches)))
+        if over and stops:
+            pieces = [piece + watch.flush() for piece, watch in zip(pieces, self.watches)]
+        if any(pieces):
+            self.chars += sum(len(piece) for piece in pieces)
+            self.deliver(("pieces", pieces))
+        if over:
+            self.finish()
+        return over
+
+    def finish(self) -> None:
+        now = time.perf_counter()
+        generating = max(now - self.started, 1e-9)
+        self.deliver(("done", {
+            "tokens": self.steps, "characters": self.chars,
+            "queued_seconds": round(self.started - self.submitted, 6),
+            "generating_seconds": round(generating, 6),
+            "characters_per_second": round(self.chars / generating, 1)}))
+
+
+class Engine:
+    """The rows of every running generation, stepped together over one reader."""
+
+    def __init__(self, ops, vocab: int, tokenizer):
+        self.ops, self.vocab, self.tokenizer = ops, vocab, tokenizer
+        self.bias = ops.bias(vocab, tokenizer.never_sample)
+        self.running: list[Generation] = []  # in row order
+        self.reader = None
+
+    def join(self, generation: Generation, reader) -> None:
+        """Start `generation` with `reader` holding its rows (its prompt read)."""
+        generation.start(self.tokenizer, self.ops, self.vocab)
+        if generation.settings.length == 0:
+            generation.finish()
+            return
+        if self.running:
+            self.reader.join(reader)
+        else:
+            self.reader = reader
+        self.running.append(generation)
+
+    def step(self) -> None:
+        """One token for every running generation."""
+        next_ids, failed = self._choose(self.reader.logits)
+        ids = next_ids.tolist()
+        self._check_ids(ids, failed)
+        for generation, message in failed.items():
+            generation.deliver(("error", message))
+        offset, finished = 0, list(failed)
+        for generation in self.running:
+            num = generation.num
+            if generation not in failed:
+                if generation.wants_ids:
+                    generation.deliver(("ids", next_ids[offset : offset + num]))
+                if generation.seen is not None:
+                    self.ops.mark(generation.seen, next_ids[offset : offset + num])
+                if generation.advance(ids[offset : offset + num]):
+                    finished.append(generation)
+            offset += num
+        keep = self._remove(finished)
+        if keep is not None:
+            next_ids = self.ops.take(next_ids, keep)
+            self.reader.select(keep)
+        if self.running:
+            self.reader.push(next_ids)
+
+    def leave(self, leaving: list[Generation]) -> None:
+        """Drop generations (cancelled, or failed outside a step)."""
+        keep = self._remove(leaving)
+        if keep is not None:
+            self.reader.select(keep)
+
+    def _remove(self, leaving: list[Generation]):
+        """Take generations out of the running list; -> the kept rows' index (None when
+        nothing left or nothing kept)."""
+        if not leaving:
+            return None
+        gone = {id(g) for g in leaving}
+        keep, offset = [], 0
+        for generation in self.running:
+            if id(generation) not in gone:
+                keep.extend(range(offset, offset + generation.num))
+            offset += generation.num
+        self.running = [g for g in self.running if id(g) not in gone]
+        if not self.running:
+            self.reader = None
+            return None
+        return self.ops.index(keep)
+
+    def _choose(self, logits) -> tuple[object, dict[Generation, str]]:
+        """Next id per row, and the generations whose rows could not be drawn (with why).
+        Every operation works row by row, so one request's bad row cannot change another's."""
+        logits = self._penalized(logits)
+        if self.bias is not None:
+            logits = logits + self.bias
+        groups: dict[tuple, list[tuple[Generation, int]]] = {}
+        offset = 0
+        for generation in self.running:
+            groups.setdefault(generation.group, []).append((generation, offset))
+            offset += generation.num
+            # drawn every step, whatever happens below, so each request's numbers stay its own
+            generation.uniforms = None if generation.greedy else generation.next_uniforms()
+        failed: dict[Generation, str] = {}
+        if len(groups) == 1:  # the usual case: every row in one draw, no gathering
+            (key, members), = groups.items()
+            return self._draw(logits, key, members, failed), failed
+        chosen = self.ops.empty_ids(len(logits))
+        for key, members in groups.items():
+            rows = self.ops.index([o + i for g, o in members for i in range(g.num)])
+            chosen[rows] = self._draw(self.ops.take(logits, rows), key, members, failed)
+        return chosen, failed
+
+    def _penalized(self, logits):
+        """Each generation's repetition penalty on its own rows."""
+        offset, copied = 0, False
+        for generation in self.running:
+            num = generation.num
+            if generation.seen is not None:
+                if not copied:
+                    logits, copied = self.ops.copy(logits), True
+                logits[offset : offset + num] = self.ops.penalize(
+                    logits[offset : offset + num], generation.seen,
+                    generation.settings.repetition_penalty)
+            offset += num
+        return logits
+
+    def _draw(self, logits, key: tuple, members: list, failed: dict):
+        """One group's ids; a generation whose draw raises is marked failed (drawn alone with
+        its own random numbers to find it) and the rest are kept."""
+        generations = [g for g, _ in members]
+        try:
+            if key[0]:
+                return self.ops.greedy(logits)
+            temperatures = [g.settings.temperature for g in generations for _ in range(g.num)]
+            uniforms = (generations[0].uniforms if len(generations) == 1
+                        else np.concatenate([g.uniforms for g in generations]))
+            return self.ops.draw(logits, key[1], key[2], temperatures, uniforms)
+        except Exception as err:
+            if len(members) == 1:
+                failed[generations[0]] = f"generation failed: {err}"
+                return self.ops.empty_ids(len(logits))
+            starts = np.cumsum([0] + [g.num for g in generations]).tolist()
+            parts = [logits[start : start + g.num] for g, start in zip(generations, starts)]
+            return self.ops.cat([self._draw(part, key, [member], failed)
+                                 for part, member in zip(parts, members)])
+
+    def _check_ids(self, ids: list[int], failed: dict) -> None:
+        """A row whose probabilities were not finite draws an id past the vocabulary: its
+        generation fails (and its rows leave before the next step reads them)."""
+        if max(ids) < self.vocab:  # the usual case, at the cost of one max()
+            return
+        offset = 0
+        for generation in self.running:
+            if max(ids[offset : offset + generation.num]) >= self.vocab:
+                failed.setdefault(generation, NOT_FINITE)
+            offset += generation.num
+
+
+def generate_alone(engine: Engine, generation: Generation, reader,
+                   wanted: str = "pieces") -> Iterator:
+    """Run one generation to its end on the caller's thread: its text pieces, step by step
+    (one piece per sample; steps that produce no text yield nothing), or with wanted="ids"
+    each step's ids."""
+    generation.wants_ids = wanted == "ids"
+    events: list[tuple[str, object]] = []
+    generation.deliver = events.append
+    engine.join(generation, reader)
+    while True:
+        for kind, payload in events:
+            if kind == wanted:
+                yield payload
+            elif kind == "error":
+                raise ChargenError(str(payload))
+        events.clear()
+        if generation not in engine.running:
+            return
+        engine.step()

@@ -1,0 +1,53 @@
+"""Generation from a trained model on torch: its run's reader, stepped by the one loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from ..config import SampleConfig
+from ..model import RNNLanguageModel
+from .engine import Engine, Generation, generate_alone
+from .logits import TorchOps
+from .readers import reader_for
+
+
+@torch.inference_mode()
+def generate_text(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
+                  config: SampleConfig) -> Iterator[list[str]]:
+    """prompt: (prompt_len,) ids. Yields, per step that makes text, one piece per sample (a
+    piece is empty while a byte-level sample is inside a multi-byte character, or once the
+    sample has met a stop sequence or a document's end)."""
+    model.eval()
+    device = next(model.parameters()).device
+    prompt = prompt.to(device)
+    reader = reader_for(model, prompt, config.num, config.precision, config.length)
+    engine = Engine(TorchOps(device), model.vocab_size, tokenizer)
+    yield from generate_alone(engine, Generation(prompt, config), reader)
+
+
+class _IdsOnly:
+    """Stands in for a tokenizer where only the ids are wanted."""
+
+    end_id = None
+
+    def __init__(self, banned: Sequence[int]):
+        self.never_sample = list(banned)
+
+    @staticmethod
+    def stream_decoder():
+        return lambda ids: ""
+
+
+@torch.inference_mode()
+def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
+                 banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
+    """The same loop as generate_text, without a tokenizer: yields config.length (num,) id
+    tensors (stop sequences need text and are not applied)."""
+    model.eval()
+    device = next(model.parameters()).device
+    prompt = prompt.to(device)
+    reader = reader_for(model, prompt, config.num, config.precision, config.length)
+    engine = Engine(TorchOps(device), model.vocab_size, _IdsOnly(banned))
+    yield from generate_alone(engine, Generation(prompt, config), reader, wanted="ids")
