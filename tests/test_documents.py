@@ -144,7 +144,7 @@ def test_document_unit_needs_document_batching():
 
 
 def test_throughput_counts_the_positions_a_document_batch_runs(tmp_path, monkeypatch):
-    from chargen.train import Trainer
+    from chargen.trainer import Trainer
 
     original, counted, widths = Trainer._train_step, [], []
 

@@ -64,3 +64,13 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})  # noqa: S102 - the README's own code
     assert (tmp_path / "runs" / "shakespeare" / "config.json").is_file()
+
+
+def test_the_api_names_stay_the_api_after_its_modules_load():
+    """`chargen.train` is the function however often it is used (a module of that name once
+    replaced it after the first import, so a notebook's second call failed)."""
+    import chargen
+    import chargen.api  # noqa: F401 - loads every module the API uses
+
+    assert callable(chargen.train) and callable(chargen.load)
+    assert chargen.train is chargen.api.train

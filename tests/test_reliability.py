@@ -18,7 +18,7 @@ from chargen import api
 from chargen.checkpoint import LAST, RunDir, load_checkpoint
 from chargen.cli import main
 from chargen.errors import CheckpointError
-from chargen.train import Trainer
+from chargen.trainer import Trainer
 
 HERE = Path(__file__).resolve().parent
 TINY_FLAGS = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--seq-len",

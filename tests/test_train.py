@@ -10,7 +10,7 @@ from chargen import api
 from chargen.checkpoint import BEST, CONFIG, LAST, METRICS, RunDir, atomic_write
 from chargen.config import TrainConfig
 from chargen.errors import CheckpointError, ConfigError
-from chargen.train import lr_factor
+from chargen.trainer import lr_factor
 
 
 def _train(tmp_path, name="run", **overrides):
@@ -124,7 +124,7 @@ class FakeClock:
 
 
 def test_max_time_stops_training_with_the_final_evaluation_inside_it(tmp_path, monkeypatch):
-    from chargen import train
+    from chargen import trainer as train
 
     clock = FakeClock(1.0)
     monkeypatch.setattr(train, "time", clock)
@@ -145,7 +145,7 @@ def test_max_time_stops_training_with_the_final_evaluation_inside_it(tmp_path, m
 
 
 def test_a_time_budget_evaluates_at_every_tenth_of_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("chargen.train.time", FakeClock(1.0))
+    monkeypatch.setattr("chargen.trainer.time", FakeClock(1.0))
     result = _train(tmp_path, max_steps=None, max_time=100, eval_every=10**6)
     evaluations = [r["time"] for r in RunDir(result.run_dir).read_metrics() if "val_loss" in r]
     assert len(evaluations) >= 8  # 10% of 100 s, though eval_every never comes
@@ -153,7 +153,7 @@ def test_a_time_budget_evaluates_at_every_tenth_of_it(tmp_path, monkeypatch):
 
 
 def test_time_and_step_evaluations_do_not_crowd_each_other(tmp_path, monkeypatch):
-    monkeypatch.setattr("chargen.train.time", FakeClock(1.0))
+    monkeypatch.setattr("chargen.trainer.time", FakeClock(1.0))
     result = _train(tmp_path, max_steps=None, max_time=300, eval_every=20, log_every=1)
     steps = [r["step"] for r in RunDir(result.run_dir).read_metrics() if "val_loss" in r]
     assert any(step % 20 for step in steps[:-1])  # some came from the time budget

@@ -53,7 +53,7 @@ from .runlock import RunLock
 from .runtime import resolve_device, resolve_precision, seed_everything
 from .threads import ThreadGovernor
 from .tokenizer import TextStats, encode_prompt, narrowest_dtype, scan
-from .train import Trainer
+from .trainer import Trainer
 from .watch import require_tensorboard
 
 log = logging.getLogger("chargen")

@@ -17,15 +17,12 @@ from collections import deque
 import torch
 
 from .decode import Decoder, decode_dtype
+from .errors import Busy
 from .generate.engine import Engine, Generation
 from .generate.logits import TorchOps
 from .generate.readers import Rereading, StateReader, initial_windows
 
 log = logging.getLogger("chargen")
-
-
-class Busy(Exception):
-    """The bounded queue is full: the request is refused (HTTP 503)."""
 
 
 class Batcher:

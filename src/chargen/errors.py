@@ -27,3 +27,17 @@ class CheckpointError(ChargenError):
 
 class ResourceError(ChargenError):
     """Work that would not fit in memory (refused before allocating)."""
+
+
+class UsageError(ChargenError):
+    """Command-line arguments that do not go together (exit status 2, as argparse's)."""
+
+    exit_code = 2
+
+
+class RunBusy(ChargenError):
+    """A run directory another chargen process is writing (one writer per run)."""
+
+
+class Busy(ChargenError):
+    """The server's bounded queue is full: the request is refused (HTTP 503)."""

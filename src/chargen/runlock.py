@@ -13,13 +13,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from .errors import ChargenError
+from .errors import RunBusy
 
 LOCK = ".lock"
-
-
-class RunBusy(ChargenError):
-    """Another process is writing this run."""
 
 
 class RunLock:

@@ -15,7 +15,7 @@ import re
 import socket
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from typing import Literal
 
@@ -24,32 +24,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batcher import Batcher, Busy
-from .config import SampleConfig, check_types, check_whole
+from .config import SampleConfig, ServeLimits, check_whole
 from .documents import document_prompt
 from .errors import ChargenError, ConfigError
 from .generate.engine import Generation
 
 log = logging.getLogger("chargen")
-
-
-@dataclass(frozen=True)
-class ServeLimits:
-    max_length: int = 2000  # tokens per sample
-    max_num: int = 16  # samples per request
-    max_prompt: int = 10_000  # characters
-    max_active: int = 32  # generations stepped together
-    queue_size: int = 64  # generations waiting for a place; beyond it: 503
-    precision: str = "auto"  # decoder weights: auto (bf16 where fast), fp32 or int8
-
-    def validate(self) -> ServeLimits:
-        check_types(self)
-        for name in ("max_length", "max_num", "max_prompt", "max_active"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-        check_whole("max_num", self.max_num, limit=4096)  # SampleConfig's own limit
-        check_whole("max_active", self.max_active, limit=100_000)
-        check_whole("queue_size", self.queue_size, limit=1_000_000)
-        return self
 
 
 class GenerateRequest(BaseModel):
