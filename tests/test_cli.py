@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import make_text
 
-from chargen.cli import main
+from chargen.cli import build_parser, main
+from chargen.cli.flags import as_flags
+from chargen.config import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--embedding-dim", "16", "--seq-len", "32",
         "--batch-size", "8", "--eval-every", "10", "--warmup-steps", "0", "--device", "cpu"]
@@ -242,6 +244,13 @@ def test_presets_are_listed(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "tiny: --hidden-size 32" in out and "default: (the defaults)" in out
+    text = " ".join(out.split())  # the lines as printed, unwrapped
+    for name, settings in PRESETS.items():  # every flag shown is one `chargen train` takes
+        flags = as_flags(settings, ModelConfig, DataConfig, TrainConfig)
+        assert ", ".join(flags) in text
+        parsed = vars(build_parser().parse_args(["train", *" ".join(flags).split()]))
+        given = {key: parsed[key] for key in settings}  # None: not given, the default
+        assert RunConfig().with_overrides(given) == RunConfig().with_overrides(settings), name
 
 
 def test_info_describes_a_run(trained_run, capsys):

@@ -58,3 +58,17 @@ def given_settings(args: argparse.Namespace, *classes: type) -> dict:
     names = {item.name for cls in classes for item in fields(cls)}
     return {name: tuple(value) if isinstance(value, list) else value
             for name, value in vars(args).items() if name in names and value is not None}
+
+
+def as_flags(settings: dict, *classes: type) -> list[str]:
+    """{field: value} as the flags that set them (a bool by its switch for that value; a bool
+    with no switch for it is the default and is left out)."""
+    declared = {item.name: item for cls in classes for item in fields(cls)}
+    shown = []
+    for name, value in settings.items():
+        switches = declared[name].metadata.get("switches")
+        if switches:
+            shown += [flag for flag, (const, _) in switches.items() if const == value][:1]
+        else:
+            shown.append(f"--{name.replace('_', '-')} {value}")
+    return shown

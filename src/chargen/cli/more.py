@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..config import PRESET_NOTES, PRESETS
+from ..config import PRESET_NOTES, PRESETS, DataConfig, ModelConfig, TrainConfig
 from ..errors import ChargenError
 from .commands import _print_samples, _report_training
-from .flags import given_settings
+from .flags import as_flags, given_settings
 
 log = logging.getLogger("chargen")
 
@@ -17,7 +17,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     import textwrap
 
     for name, settings in PRESETS.items():
-        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+        shown = ", ".join(as_flags(settings, ModelConfig, DataConfig, TrainConfig))
         print(textwrap.fill(f"{name}: {shown or '(the defaults)'}", width=100,
                             subsequent_indent="    ", break_on_hyphens=False))
         if name in PRESET_NOTES:
