@@ -10,7 +10,7 @@ from chargen import api
 from chargen.checkpoint import BEST, CONFIG, LAST, METRICS, RunDir, atomic_write
 from chargen.config import TrainConfig
 from chargen.errors import CheckpointError, ConfigError
-from chargen.trainer import lr_factor
+from chargen.schedule import lr_factor
 
 
 def _train(tmp_path, name="run", **overrides):

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .autoconfig import auto_configure
 from .checkpoint import (
     LAST,
     RunDir,
-    checkpoint_info,
-    checkpoint_limit,
-    fit_weights,
-    load_checkpoint,
 )
-from .config import RunConfig, SampleConfig
-from .corpus import Corpus, empty_corpus, load_corpus, open_corpus
+from .config import RunConfig
+from .corpus import Corpus, empty_corpus, open_corpus
 from .data import split_sizes
 from .distributed import World, from_main, join
-from .documents import document_prompt, document_unit, split_run_ids, with_markers
+from .documents import split_run_ids, with_markers
 from .errors import ChargenError, ConfigError
-from .evaluate import Evaluation, evaluate_ids
 from .finetune import (
     derive_config,
     fine_tune_tokenizer,
@@ -38,40 +30,28 @@ from .finetune import (
     provenance,
 )
 from .framing import context_length, framing_of, steps_per_example
-from .generate.beam import beam_search
-from .generate.sample import generate_text
 from .idcache import find_run_with, fingerprint
+from .language_model import LanguageModel, evaluate_text, load, run_info
 from .model import (
     RNNLanguageModel,
     count_parameters,
     estimate_parameters,
     estimate_training_bytes,
 )
-from .pieces import SampleMethods
 from .resources import check_fits
 from .runlock import RunLock
-from .runtime import resolve_device, resolve_precision, seed_everything
+from .runtime import resolve_precision, seed_everything
 from .threads import ThreadGovernor
-from .tokenizer import TextStats, encode_prompt, narrowest_dtype, scan
+from .tokenizer import TextStats, narrowest_dtype, scan
 from .trainer import Trainer
 from .watch import require_tensorboard
+
+__all__ = ["LanguageModel", "TrainResult", "evaluate_text", "load", "run_info", "train"]
 
 log = logging.getLogger("chargen")
 DEFAULT_MAX_TIME = 600.0
 # Settings that shape the weights or the data order: on resume they come from the run.
 _FIXED_ON_RESUME = ("model", "data")
-
-PRIME_TRIES = 20  # random slices tried for one without the unknown token
-
-
-def line_start_slice(window: np.ndarray, length: int, decode) -> np.ndarray:
-    """`length` ids of `window` from just after the first token that holds a line break
-    among its first `length`, or from its start when none does."""
-    for index in range(min(length, len(window))):
-        if "\n" in decode(window[index : index + 1]):
-            after = window[index + 1 : index + 1 + length]
-            return after if len(after) else window[:length]
-    return window[:length]
 
 
 @dataclass(frozen=True)
@@ -326,149 +306,3 @@ def _check_steps_left(run: RunDir, step: int, max_steps: int | None) -> None:
         raise ConfigError(f"{run.path} is already at step {step:,}, and --max-steps {max_steps:,} "
                           f"counts from the run's start: nothing to train; pass a --max-steps "
                           f"above {step:,}")
-
-
-class LanguageModel(SampleMethods):
-    """A trained run, loaded for generation and evaluation."""
-
-    def __init__(self, net: RNNLanguageModel, tokenizer, config: RunConfig, run: RunDir):
-        self.net, self.tokenizer, self.config, self.run = net, tokenizer, config, run
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.net.parameters()).device
-
-    @property
-    def document_unit(self) -> str | None:
-        """line, sentence or paragraph for a document run (each sample is one), else None."""
-        return document_unit(self.tokenizer)
-
-    def encode_prompt(self, prime: str, unknown: str = "error") -> torch.Tensor:
-        """Prompt -> ids. Characters the model never saw: 'error' (list them), 'replace'
-        (the unknown id) or 'skip' (drop them)."""
-        ids = encode_prompt(self.tokenizer, prime, unknown)
-        return torch.from_numpy(ids.astype(np.int64))
-
-    def random_prime(self, seed: int | None = None, length: int | None = None) -> str:
-        """A slice of the training text starting at a line start (tutorial B's random seed),
-        cut at whole tokens: 64 of them, or a whole window for window models. Slices holding
-        the unknown token (rare words or characters the vocabulary left out) are passed over."""
-        if self.document_unit:  # samples start at [start]: a whole unit each
-            return ""
-        framing = self.net.framing
-        length = length or (framing.window if framing.windowed else 64)
-        ids = self.run.read_ids()
-        usable = len(ids) - int(len(ids) * self.config.data.val_fraction)
-        rng = np.random.default_rng(seed)
-        unknown = self.tokenizer.unknown_id
-        for _ in range(PRIME_TRIES):
-            start = int(rng.integers(0, max(1, usable - 2 * length)))
-            prime = line_start_slice(np.asarray(ids[start : start + 2 * length]), length,
-                                     self.tokenizer.decode)
-            if not (prime == unknown).any():
-                break
-        # a cut inside a UTF-8 sequence (byte runs) decodes to U+FFFD at the ends
-        return self.tokenizer.decode(prime[prime != unknown]).strip("\ufffd")
-
-    def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
-        """Yields one text piece per sample per step; settings are SampleConfig fields."""
-        config = SampleConfig(**settings).validate()
-        if prime is None:
-            prime = self.random_prime(config.seed)
-        if self.document_unit:
-            prompt = document_prompt(self.tokenizer, prime, config.unknown)
-        else:
-            prompt = self.encode_prompt(prime, config.unknown)
-        if config.beam:  # the search ends before any text is final: one piece per sample
-            yield [h.text for h in beam_search(self.net, self.tokenizer, prompt, config)]
-            return
-        yield from generate_text(self.net, self.tokenizer, prompt, config)
-
-    def evaluate(self, text: str, allow_unknown: bool = False) -> Evaluation:
-        """Loss on `text`. Characters the run never saw are scored as its unknown id, which
-        makes the figure incomparable: above UNKNOWN_LIMIT of the text (char level) this is
-        refused unless `allow_unknown`; the share is in the result either way."""
-        ids = self.tokenizer.encode(text)
-        unknown = int(np.count_nonzero(ids == self.tokenizer.unknown_id))
-        if self.tokenizer.kind == "char" and not allow_unknown:
-            _check_unknown_share(unknown, len(ids), lambda: self.tokenizer.unknown_chars(text))
-        if self.document_unit:
-            result = self._evaluate_documents(ids)
-        else:
-            if len(ids) < 2:
-                raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
-            result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
-            # Per character too (for word tokens): total nats over the characters scored.
-            covered = len(self.tokenizer.decode(ids[1 : result.tokens + 1]))
-            result = dataclasses.replace(result, characters=covered, unit=self.tokenizer.unit)
-        return dataclasses.replace(result, unknown=unknown, text_tokens=len(ids))
-
-    def _evaluate_documents(self, ids: np.ndarray) -> Evaluation:
-        """Per token over the text's units, each read from [start], [end] predictions included;
-        per character over the text's characters."""
-        from .documents import documents_of
-
-        docs = documents_of(ids, self.tokenizer, self.document_unit)
-        if not docs.units:
-            raise ConfigError(f"the text to evaluate holds no {self.document_unit}")
-        result = evaluate_ids(self.net, docs, self.config.data.seq_len, self.device)
-        return dataclasses.replace(result, characters=len(self.tokenizer.decode(ids)),
-                                   unit=self.tokenizer.unit)
-
-
-UNKNOWN_LIMIT = 0.01  # of the text's tokens: more unseen characters than this are refused
-
-
-def _check_unknown_share(unknown: int, tokens: int, unseen) -> None:
-    """`unseen()` lists the characters, asked only for the message (it reads the text again)."""
-    if tokens and unknown / tokens > UNKNOWN_LIMIT:
-        missing = unseen()
-        shown = ", ".join(repr(c) for c in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ConfigError(
-            f"{unknown:,} of the text's {tokens:,} characters ({unknown / tokens:.1%}) are ones the "
-            f"run never saw ({shown}): scored as unknown, the loss would not be comparable; "
-            "evaluate text like the training corpus, or pass --allow-unknown")
-
-
-def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
-    """Load a run directory for generation: `which` is best (default) or last."""
-    run = RunDir(path).check_exists()
-    config = run.read_config()
-    tokenizer = run.read_tokenizer()
-    net = RNNLanguageModel(config.model, tokenizer.vocab_size,
-                           framing_of(config.data, tokenizer.vocab_size))
-    weights, _, _ = load_checkpoint(run.weights_file(which),
-                                    checkpoint_limit(config, tokenizer.vocab_size))
-    fit_weights(net, weights, run.path)
-    return LanguageModel(net.to(resolve_device(device)).eval(), tokenizer, config, run)
-
-
-def run_info(path: str) -> dict[str, Any]:
-    """What a run directory holds: settings, parameters, corpus, progress, files."""
-    run = RunDir(path).check_exists()
-    meta = run.read_meta()
-    config = run.read_config()
-    vocab_size = run.read_tokenizer().vocab_size
-    info: dict[str, Any] = {
-        "run": str(run.path), "chargen_version": meta.get("chargen_version"),
-        "parameters": estimate_parameters(config.model, vocab_size), "vocabulary": vocab_size,
-        "config": config.to_dict(), "corpus": meta.get("corpus", {}),
-        "files": {p.name: p.stat().st_size for p in sorted(run.path.iterdir())
-                  if p.is_file() and not p.name.startswith(".")},
-    }
-    if run.file(LAST).exists():
-        progression = checkpoint_info(run.file(LAST), checkpoint_limit(config, vocab_size)).get(
-            "progression", {})
-        info.update(steps=progression.get("step"), seconds_trained=progression.get("elapsed"),
-                    best_val=progression.get("best_val"), best_step=progression.get("best_step"))
-    return info
-
-
-def evaluate_text(path: str, text_paths: list[str] | str, allow_unknown: bool = False
-                  ) -> Evaluation:
-    """Loss of a trained run on some text, cleaned as the run's corpus was."""
-    model = load(path)
-    data = model.config.data
-    corpus = load_corpus(text_paths, data.encoding, data.normalize_newlines,
-                         data.strip_gutenberg, data.lowercase, data.strip_punctuation)
-    return model.evaluate(corpus.text, allow_unknown)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .config import check_encoding
 from .errors import CorpusError
+from .gutenberg import MARKER_WINDOW, gutenberg_range, strip_gutenberg_boilerplate
 from .resources import check_fits, format_bytes
 
 log = logging.getLogger("chargen")
@@ -29,12 +30,6 @@ _SNIFF_BYTES = 8192
 # Peak memory per byte of file when a whole text is held as one string: the chunks, the
 # joined string (up to 4 bytes a character) and a cleaning copy.
 _TEXT_BYTES_PER_BYTE = 6
-# Gutenberg markers are looked for in this much of the head and of the tail of a file.
-_MARKER_WINDOW = 1 << 20
-_GUTENBERG_START = re.compile(rb"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n?",
-                              re.M | re.I)
-_GUTENBERG_END = re.compile(
-    rb"^(\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG|End of (the )?Project Gutenberg)", re.M | re.I)
 
 
 @dataclass(frozen=True)
@@ -168,31 +163,6 @@ def remove_punctuation(text: str) -> str:
     return text.translate(_punctuation_table())
 
 
-def strip_gutenberg_boilerplate(text: str) -> str:
-    """Keep what lies between the Project Gutenberg START and END markers, when present."""
-    data = text.encode("utf-8", "surrogatepass")
-    start, end, footer = gutenberg_range(data, data)
-    return data[start:end].decode("utf-8", "surrogatepass") + ("\n" if footer else "")
-
-
-def gutenberg_range(head: bytes, tail: bytes, size: int | None = None) -> tuple[int, int, bool]:
-    """Byte range of the text between the markers, given the file's first and last bytes
-    (head and tail may be the same whole file). -> (start, end, whether a footer was cut)."""
-    size = len(tail) if size is None else size
-    start = 0
-    found = _GUTENBERG_START.search(head)
-    if found:
-        start = found.end()
-        while start < len(head) and head[start : start + 1] in (b"\r", b"\n"):
-            start += 1
-    tail_offset = size - len(tail)
-    for match in _GUTENBERG_END.finditer(tail):
-        if tail_offset + match.start() >= start:
-            end = tail_offset + len(tail[: match.start()].rstrip())
-            return start, max(end, start), True
-    return start, size, False
-
-
 class _NewlineNormaliser:
     """CRLF and CR -> LF across chunk boundaries (a CR at a chunk's end waits for the next)."""
 
@@ -221,11 +191,11 @@ def _byte_range(path: Path, encoding: str, strip_gutenberg: bool) -> tuple[int, 
     if not strip_gutenberg or not _ascii_compatible(encoding):
         return 0, size, False
     with open(path, "rb") as handle:
-        head = handle.read(_MARKER_WINDOW)
-        if size <= 2 * _MARKER_WINDOW:
+        head = handle.read(MARKER_WINDOW)
+        if size <= 2 * MARKER_WINDOW:
             whole = head + handle.read()
             return gutenberg_range(whole, whole)
-        handle.seek(size - _MARKER_WINDOW)
+        handle.seek(size - MARKER_WINDOW)
         return gutenberg_range(head, handle.read(), size)
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
-import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,12 +16,9 @@ from .checkpoint import (
     BEST,
     LAST,
     RunDir,
-    checkpoint_limit,
-    fit_weights,
-    load_checkpoint,
     save_checkpoint,
 )
-from .config import RunConfig, TrainConfig
+from .config import RunConfig
 from .distributed import (
     SINGLE,
     World,
@@ -33,11 +27,13 @@ from .distributed import (
     same_everywhere,
     sum_all,
 )
-from .errors import ChargenError, CheckpointError
+from .errors import ChargenError
 from .evaluate import evaluate_ids
 from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
+from .run_state import LossWindow, Progression, StopSignals, restore_state, save_state
 from .runtime import autocast, to_device
+from .schedule import lr_factor, make_optimizer
 from .threads import ThreadGovernor
 from .watch import Watch
 
@@ -54,60 +50,8 @@ class TrainingDiverged(ChargenError):
     pass
 
 
-# Warmup ends after warmup_steps or this share of the budget, whichever comes first: on a slow
-# machine a 2-minute run made ~150 steps and never reached its peak learning rate.
-WARMUP_SHARE = 0.05
-# schedule wsd (warmup, stable, decay): the learning rate decays over this last share only.
-DECAY_SHARE = 0.2
 # With a time budget, evaluate at least this often (a share of the budget), whatever eval_every.
 EVAL_SHARE = 0.1
-
-
-def lr_factor(progress: float, step: int, config: TrainConfig, time_used: float = 0.0) -> float:
-    """Linear warmup over warmup_steps (or WARMUP_SHARE of a time budget, if sooner: `time_used`
-    is the share used), then cosine from 1 down to min_lr_ratio as training progress (a
-    fraction of the step or time budget) goes from 0 to 1."""
-    warmup = 1.0
-    if config.warmup_steps:
-        warmup = min(1.0, max((step + 1) / config.warmup_steps, time_used / WARMUP_SHARE))
-    if config.schedule == "constant":
-        return warmup
-    progress = min(max(progress, 0.0), 1.0)
-    if config.schedule == "wsd":  # stable at the peak, then the cosine over the last share
-        progress = max(0.0, progress - (1 - DECAY_SHARE)) / DECAY_SHARE
-    cosine = 0.5 * (1 + math.cos(math.pi * progress))
-    return warmup * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    # Decay the matrices only; biases and the (small) embedding stay undecayed.
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trainable if p.dim() >= 2 and "embedding" not in n]
-    rest = [p for n, p in trainable if not (p.dim() >= 2 and "embedding" not in n)]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": rest, "weight_decay": 0.0}]
-    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
-    if config.optimizer == "adam":
-        groups[0]["weight_decay"] = 0.0
-    return optimizer(groups, lr=config.lr)
-
-
-@dataclass
-class Progression:
-    """What resume restores besides weights and optimiser."""
-
-    step: int = 0
-    elapsed: float = 0.0
-    best_val: float = math.inf
-    best_step: int = -1
-    lr_scale: float = 1.0
-    rollbacks: int = 0
-    # Keras-style epoch-mean training loss (and the train-loss checkpoint rule)
-    best_train: float = math.inf
-    best_train_step: int = -1
-    epoch_loss_sum: float = 0.0
-    epoch_loss_steps: int = 0
-    epoch_started: float = 0.0
 
 
 class Trainer:
@@ -155,59 +99,14 @@ class Trainer:
 
     # -- resume -------------------------------------------------------------------------
     def restore(self) -> None:
-        limit = checkpoint_limit(self.config, self.model.vocab_size)
-        weights, tensors, info = load_checkpoint(self.run.file(LAST), limit)
-        if "progression" not in info:
-            raise CheckpointError(f"{self.run.file(LAST)} holds no trainer state; cannot resume")
-        fit_weights(self.model, weights, self.run.path)
-        groups = info["optimizer_groups"]
-        state = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                state.setdefault(int(index), {})[name] = value
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        torch.set_rng_state(tensors["rng"])
-        self.carried = self._my_rows(
-            [tensors[k] for k in sorted(tensors) if k.startswith("carried.")])
-        self.progression = Progression(**info["progression"])
-
-    def _my_rows(self, carried: list[torch.Tensor]):
-        """This rank's rows of the saved stream state (saved for the whole global batch); a
-        state saved with another batch layout is dropped, and the streams start afresh."""
-        if not carried:
-            return None
-        rows = carried[0].shape[1]
-        batch = self.config.data.batch_size
-        if rows == batch * self.world.size:
-            carried = [c[:, self.rows] for c in carried]
-        elif rows != batch:
-            log.warning("the saved stream state has %d rows, not %d: starting the streams with "
-                        "a fresh state", rows, batch * self.world.size)
-            return None
-        carried = [c.to(self.device) for c in carried]
-        return tuple(carried) if len(carried) > 1 else carried[0]
-
-    def _trainer_tensors(self, carried) -> tuple[dict, dict]:
-        opt = self.optimizer.state_dict()
-        tensors = {"rng": torch.get_rng_state()}
-        for index, entries in opt["state"].items():
-            for name, value in entries.items():
-                tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value)
-        carried = carried if isinstance(carried, tuple) else (() if carried is None else (carried,))
-        for i, value in enumerate(carried):
-            tensors[f"carried.{i}"] = value
-        info = {"progression": vars(self.progression),
-                "optimizer_groups": json.loads(json.dumps(opt["param_groups"]))}
-        return tensors, info
+        self.carried, self.progression = restore_state(self.run, self.config, self.model,
+                                                       self.optimizer, self.world, self.device)
 
     def save_last(self) -> None:
         self._check_weights()
         carried = gather_rows(self.carried, self.world)  # every rank's streams
-        if not self.world.is_main:
-            return
-        tensors, info = self._trainer_tensors(carried)
-        save_checkpoint(self.run.file(LAST), self.model.state_dict(), tensors, info)
+        if self.world.is_main:
+            save_state(self.run, self.model, self.optimizer, self.progression, carried)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> Progression:
@@ -222,11 +121,11 @@ class Trainer:
     def _fit_until_stopped(self) -> Progression:
         p = self.progression
         start_time, start_elapsed = time.monotonic(), p.elapsed
-        window = _Window(time.monotonic())
+        window = LossWindow(time.monotonic())
         progress = Progress(self.total_steps, self.cfg.max_time, p.step, p.elapsed, self.quiet,
                             loss_unit(self.config.data.tokenizer),
                             steps_per_epoch=self.batches.steps_per_epoch)
-        with _signals(self), progress:
+        with StopSignals(self), progress:
             status = self._status()
             while status == _RUNNING:
                 window.add(*self._train_step(p.step))
@@ -337,10 +236,10 @@ class Trainer:
         self.carried = detach_state(state) if self.config.data.batching == "stream" else None
         return loss.detach(), x.numel()
 
-    def _log(self, window: _Window, progress: Progress) -> None:
+    def _log(self, window: LossWindow, progress: Progress) -> None:
         p = self.progression
         steps = window.count
-        loss, chars_per_s = window.flush()
+        loss, chars_per_s = window.flush(time.monotonic())
         if self.governor is not None:
             self.governor.check()  # another process may have started or ended
         if self.world.enabled:  # the mean over ranks, so that every rank judges the same loss
@@ -407,51 +306,3 @@ class Trainer:
         self.run.append_metrics(record)
         self.watch.record(record)
         progress.validation(p.step, result.nats, result.bits, improved)
-
-
-class _Window:
-    """Training loss summed on the device between log points (no host sync per step), and
-    the input positions run (a document batch is as wide as its longest row, not seq_len)."""
-
-    def __init__(self, now: float):
-        self.time, self.total, self.count, self.positions = now, None, 0, 0
-
-    def add(self, loss: torch.Tensor, positions: int) -> None:
-        self.total = loss if self.total is None else self.total + loss
-        self.count += 1
-        self.positions += positions
-
-    def flush(self) -> tuple[float, float]:
-        now = time.monotonic()
-        loss = float(self.total) / max(self.count, 1) if self.total is not None else math.nan
-        rate = self.positions / max(now - self.time, 1e-9)
-        self.time, self.total, self.count, self.positions = now, None, 0, 0
-        return loss, rate
-
-
-class _signals:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT exits."""
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        self.previous = {}
-
-    def _handle(self, signum, frame):
-        if self.trainer._stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.trainer._stop_signal = signum
-        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving "
-              "(press Ctrl-C again to quit at once)", file=sys.stderr)
-
-    def __enter__(self):
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self.previous = {}
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        return False

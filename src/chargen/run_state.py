@@ -1,0 +1,140 @@
+"""The trainer's state around its loop: what a run's last checkpoint holds besides the weights,
+so that training resumes exactly (the optimiser's state, the random generator, the streams'
+carried state and the progression); the loss window between log points; the stop signals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from .checkpoint import LAST, RunDir, checkpoint_limit, fit_weights, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .distributed import World
+from .errors import CheckpointError
+from .model import RNNLanguageModel
+
+log = logging.getLogger("chargen")
+
+
+@dataclass
+class Progression:
+    """What resume restores besides weights and optimiser."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    best_val: float = math.inf
+    best_step: int = -1
+    lr_scale: float = 1.0
+    rollbacks: int = 0
+    # Keras-style epoch-mean training loss (and the train-loss checkpoint rule)
+    best_train: float = math.inf
+    best_train_step: int = -1
+    epoch_loss_sum: float = 0.0
+    epoch_loss_steps: int = 0
+    epoch_started: float = 0.0
+
+
+def restore_state(run: RunDir, config: RunConfig, model: RNNLanguageModel,
+                  optimizer: torch.optim.Optimizer, world: World, device: torch.device):
+    """Load the last checkpoint into the model and optimiser; -> (this rank's carried stream
+    state or None, the Progression)."""
+    weights, tensors, info = load_checkpoint(run.file(LAST), checkpoint_limit(config, model.vocab_size))
+    if "progression" not in info:
+        raise CheckpointError(f"{run.file(LAST)} holds no trainer state; cannot resume")
+    fit_weights(model, weights, run.path)
+    state = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": info["optimizer_groups"]})
+    torch.set_rng_state(tensors["rng"])
+    carried = [tensors[k] for k in sorted(tensors) if k.startswith("carried.")]
+    return (_my_rows(carried, config.data.batch_size, world, device),
+            Progression(**info["progression"]))
+
+
+def _my_rows(carried: list[torch.Tensor], batch: int, world: World, device: torch.device):
+    """This rank's rows of the saved stream state (saved for the whole global batch); a state
+    saved with another batch layout is dropped, and the streams start afresh."""
+    if not carried:
+        return None
+    rows = carried[0].shape[1]
+    if rows == batch * world.size:
+        carried = [c[:, world.rows(batch)] for c in carried]
+    elif rows != batch:
+        log.warning("the saved stream state has %d rows, not %d: starting the streams with a "
+                    "fresh state", rows, batch * world.size)
+        return None
+    carried = [c.to(device) for c in carried]
+    return tuple(carried) if len(carried) > 1 else carried[0]
+
+
+def save_state(run: RunDir, model: RNNLanguageModel, optimizer: torch.optim.Optimizer,
+               progression: Progression, carried) -> None:
+    """The last checkpoint: weights, optimiser, generator, carried state (all ranks' rows)."""
+    opt = optimizer.state_dict()
+    tensors = {"rng": torch.get_rng_state()}
+    for index, entries in opt["state"].items():
+        for name, value in entries.items():
+            tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value)
+    carried = carried if isinstance(carried, tuple) else (() if carried is None else (carried,))
+    for i, value in enumerate(carried):
+        tensors[f"carried.{i}"] = value
+    info = {"progression": vars(progression),
+            "optimizer_groups": json.loads(json.dumps(opt["param_groups"]))}
+    save_checkpoint(run.file(LAST), model.state_dict(), tensors, info)
+
+
+class LossWindow:
+    """Training loss summed on the device between log points (no host sync per step), and
+    the input positions run (a document batch is as wide as its longest row, not seq_len)."""
+
+    def __init__(self, now: float):
+        self.time, self.total, self.count, self.positions = now, None, 0, 0
+
+    def add(self, loss: torch.Tensor, positions: int) -> None:
+        self.total = loss if self.total is None else self.total + loss
+        self.count += 1
+        self.positions += positions
+
+    def flush(self, now: float) -> tuple[float, float]:
+        loss = float(self.total) / max(self.count, 1) if self.total is not None else math.nan
+        rate = self.positions / max(now - self.time, 1e-9)
+        self.time, self.total, self.count, self.positions = now, None, 0, 0
+        return loss, rate
+
+
+class StopSignals:
+    """SIGINT/SIGTERM ask the loop to stop after the current step (the trainer's _stop_signal
+    is set; the step's checkpoint is saved); a second SIGINT exits at once."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.trainer._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.trainer._stop_signal = signum
+        print(f"\n{signal.Signals(signum).name} received: finishing this step and saving "
+              "(press Ctrl-C again to quit at once)", file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = {}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
