@@ -153,15 +153,15 @@ def test_a_generation_whose_draw_raises_fails_alone(monkeypatch):
     same random numbers, and only the one that raises fails."""
     from chargen.generate.logits import TorchOps
 
-    draw = TorchOps.draw
+    invert = TorchOps.invert_cdf
     doomed = set(np.random.default_rng(666).random((40, 1), dtype=np.float32)[:, 0].tolist())
 
-    def fragile(logits, top_k, top_p, temperatures, uniforms):
+    def fragile(probs, uniforms):
         if doomed & set(uniforms.tolist()):  # the seed-666 request's random numbers
             raise RuntimeError("boom")
-        return draw(logits, top_k, top_p, temperatures, uniforms)
+        return invert(probs, uniforms)
 
-    monkeypatch.setattr(TorchOps, "draw", staticmethod(fragile))
+    monkeypatch.setattr(TorchOps, "invert_cdf", staticmethod(fragile))
     assert "boom" in _fails_alone_among_eight(_model("gru", 1), Settings(length=40, seed=666))
 
 

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from chargen.config import ModelConfig, SampleConfig
 from chargen.errors import ConfigError
+from chargen.generate.engine import draw
 from chargen.generate.logits import (
     TorchOps,
     banned_bias,
-    draw,
     invert_cdf,
     penalize_repetition,
     top_k_filter,
@@ -47,7 +47,7 @@ def test_mask_and_greedy():
 
 def _draws(logits: torch.Tensor, temperature: float, seed: int = 0) -> torch.Tensor:
     uniforms = np.random.default_rng(seed).random(len(logits), dtype=np.float32)
-    return draw(logits, 0, 1.0, [temperature] * len(logits), uniforms)
+    return draw(TorchOps(logits.device), logits, 0, 1.0, [temperature] * len(logits), uniforms)
 
 
 def test_banned_ids_are_never_sampled():

@@ -226,7 +226,7 @@ class Engine:
             temperatures = [g.settings.temperature for g in generations for _ in range(g.num)]
             uniforms = (generations[0].uniforms if len(generations) == 1
                         else np.concatenate([g.uniforms for g in generations]))
-            return self.ops.draw(logits, key[1], key[2], temperatures, uniforms)
+            return draw(self.ops, logits, key[1], key[2], temperatures, uniforms)
         except Exception as err:
             if len(members) == 1:
                 failed[generations[0]] = f"generation failed: {err}"
@@ -246,6 +246,15 @@ class Engine:
             if max(ids[offset : offset + generation.num]) >= self.vocab:
                 failed.setdefault(generation, NOT_FINITE)
             offset += generation.num
+
+
+def draw(ops, logits, top_k: int, top_p: float, temperatures: list[float], uniforms: np.ndarray):
+    """(rows, vocab) logits, a temperature and a uniform number per row -> (rows,) ids: the
+    same steps on either backend, so the same numbers give the same ids."""
+    if any(t != 1.0 for t in temperatures):
+        logits = ops.divide_rows(logits, temperatures)
+    probs = ops.softmax(ops.top_p(ops.top_k(logits, top_k), top_p))
+    return ops.invert_cdf(probs, uniforms)
 
 
 def generate_alone(engine: Engine, generation: Generation, reader,

@@ -59,19 +59,6 @@ def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float
     return torch.where(seen, penalized, logits)
 
 
-def draw(logits: torch.Tensor, top_k: int, top_p: float, temperatures: Sequence[float],
-         uniforms: np.ndarray) -> torch.Tensor:
-    """(rows, vocab) logits, a temperature and a uniform number per row -> (rows,) ids."""
-    if any(t != 1.0 for t in temperatures):
-        if len(set(temperatures)) == 1:
-            logits = apply_temperature(logits, temperatures[0])
-        else:
-            logits = logits / torch.tensor(temperatures, device=logits.device).unsqueeze(1)
-    probs = torch.softmax(top_p_filter(top_k_filter(logits, top_k), top_p), dim=-1)
-    uniform = torch.from_numpy(uniforms).to(probs.device).unsqueeze(1)
-    return invert_cdf(probs, uniform)
-
-
 class TorchOps:
     """The engine's array operations on torch tensors, on one device."""
 
@@ -88,7 +75,22 @@ class TorchOps:
         seen[torch.arange(len(ids), device=self.device), ids] = True
 
     penalize = staticmethod(penalize_repetition)
-    draw = staticmethod(draw)
+    top_k = staticmethod(top_k_filter)
+    top_p = staticmethod(top_p_filter)
+
+    @staticmethod
+    def divide_rows(logits: torch.Tensor, temperatures: Sequence[float]) -> torch.Tensor:
+        if len(set(temperatures)) == 1:
+            return apply_temperature(logits, temperatures[0])
+        return logits / torch.tensor(temperatures, device=logits.device).unsqueeze(1)
+
+    @staticmethod
+    def softmax(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)
+
+    @staticmethod
+    def invert_cdf(probs: torch.Tensor, uniforms: np.ndarray) -> torch.Tensor:
+        return invert_cdf(probs, torch.from_numpy(uniforms).to(probs.device).unsqueeze(1))
 
     def bias(self, vocab: int, banned: Sequence[int]) -> torch.Tensor | None:
         return banned_bias(vocab, banned, self.device)

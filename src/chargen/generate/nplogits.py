@@ -56,18 +56,6 @@ def penalize_repetition(logits: np.ndarray, seen: np.ndarray, penalty: float) ->
     return np.where(seen, penalized, logits)
 
 
-def draw(logits: np.ndarray, top_k: int, top_p: float, temperatures: Sequence[float],
-         uniforms: np.ndarray) -> np.ndarray:
-    """As logits.draw."""
-    if any(t != 1.0 for t in temperatures):
-        if len(set(temperatures)) == 1:
-            logits = apply_temperature(logits, temperatures[0])
-        else:
-            logits = logits / np.asarray(temperatures, dtype=np.float32)[:, None]
-    probs = softmax(top_p_filter(top_k_filter(logits, top_k), top_p)).astype(np.float32)
-    return invert_cdf(probs, uniforms[:, None])
-
-
 class NumpyOps:
     """The engine's array operations on numpy arrays."""
 
@@ -82,7 +70,22 @@ class NumpyOps:
         seen[np.arange(len(ids)), ids] = True
 
     penalize = staticmethod(penalize_repetition)
-    draw = staticmethod(draw)
+    top_k = staticmethod(top_k_filter)
+    top_p = staticmethod(top_p_filter)
+
+    @staticmethod
+    def divide_rows(logits: np.ndarray, temperatures: Sequence[float]) -> np.ndarray:
+        if len(set(temperatures)) == 1:
+            return apply_temperature(logits, temperatures[0])
+        return logits / np.asarray(temperatures, dtype=np.float32)[:, None]
+
+    @staticmethod
+    def softmax(logits: np.ndarray) -> np.ndarray:
+        return softmax(logits).astype(np.float32)
+
+    @staticmethod
+    def invert_cdf(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        return invert_cdf(probs, uniforms[:, None])
 
     @staticmethod
     def bias(vocab: int, banned: Sequence[int]) -> np.ndarray | None:
