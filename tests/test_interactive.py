@@ -96,3 +96,17 @@ def test_in_a_pseudo_terminal(trained_run):
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_every_sampling_control_can_be_set_in_the_session(trained_run):
+    session, out, err = _session(trained_run)
+    session.run(read_line=_feed([":penalty 1.3", ":stop e", "The quick", ":stop none",
+                                 ":beam 3", "The quick", ":beam 0", ":stop \\n"]))
+    first, second = out.getvalue().splitlines()[:2]
+    expected = session.model.sample("The quick", length=20, seed=1, repetition_penalty=1.3,
+                                    stop=("e",))[0]
+    assert first == "The quick" + expected and "e" not in expected
+    beam = session.model.sample("The quick", length=20, seed=1, repetition_penalty=1.3, beam=3)
+    assert second == "The quick" + beam[0]
+    assert session.settings.stop == ("\n",) and session.settings.repetition_penalty == 1.3
+    assert "beam = 3" in err.getvalue()

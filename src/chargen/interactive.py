@@ -19,6 +19,9 @@ Type some text and press Enter: the model continues it. Commands:
   :top-p P      nucleus sampling mass, in (0, 1]
   :seed N       fixed seed, the same continuation for the same text (:seed none: random)
   :unknown M    characters the model never saw: error, replace or skip
+  :penalty P    repetition penalty (1: off; 1.1-1.3 breaks loops)
+  :stop SEQ     end a continuation where it produces SEQ (\\n for a newline; :stop none: no stop)
+  :beam N       the likeliest continuation by beam search over N beams (0: sample)
   :settings     show the current settings
   :help         this text
   :quit         leave (so does Ctrl-D); Ctrl-C stops a continuation
@@ -30,8 +33,13 @@ SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
     "length": ("length", int), "top-k": ("top_k", int), "top-p": ("top_p", float),
     "seed": ("seed", lambda text: None if text.lower() == "none" else int(text)),
     "unknown": ("unknown", str),
+    "penalty": ("repetition_penalty", float),
+    "stop": ("stop", lambda text: () if text.lower() == "none" else
+             (text.encode("latin-1", "backslashreplace").decode("unicode_escape"),)),
+    "beam": ("beam", int),
 }
-SHOWN = ("temperature", "length", "top_k", "top_p", "seed", "unknown")
+SHOWN = ("temperature", "length", "top_k", "top_p", "seed", "unknown", "repetition_penalty",
+         "stop", "beam")
 
 
 class Session:
@@ -122,4 +130,5 @@ class Session:
 
 
 _EXAMPLES = {"temperature": ":temp 0.5", "length": ":length 300", "top_k": ":top-k 10",
-             "top_p": ":top-p 0.9", "seed": ":seed 1", "unknown": ":unknown skip"}
+             "top_p": ":top-p 0.9", "seed": ":seed 1", "unknown": ":unknown skip",
+             "repetition_penalty": ":penalty 1.2", "stop": ":stop \\n", "beam": ":beam 4"}
