@@ -27,6 +27,12 @@ from common import record, table
 from chargen import api
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,6 +102,19 @@ def load(client: httpx.Client, clients: int, length: int) -> dict[str, float]:
             "per_client": sum(chars / seconds for chars, seconds in results) / clients}
 
 
+def in_process(run: str, num: int, length: int, threads: int) -> float:
+    """chars/s of the same generation in this process, `num` samples as one batch, with the
+    server's model threads: what serving would reach with no HTTP at all."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model = api.load(run, device="cpu")
+    model.sample("The ", num=num, length=50, temperature=0.8, seed=0)  # warm-up
+    start = time.perf_counter()
+    texts = model.sample("The ", num=num, length=length, temperature=0.8, seed=0)
+    return sum(len(text) for text in texts) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", help="run directory to serve (default: untrained weights)")
@@ -118,6 +137,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait()
+        model_threads = args.threads or max(1, torch_threads() - 1)
+        batch = max(args.clients)
+        alone = in_process(run, batch, args.length, model_threads)
     single = figures[args.clients[0]]["aggregate"]
     rows = [[n, f"{f['aggregate']:,.0f}", f"{f['per_client']:,.0f}",
              f"{f['aggregate'] / single:.1f}x"] for n, f in figures.items()]
@@ -130,7 +152,10 @@ def main() -> None:
          f"aggregate / {args.clients[0]} client"], rows) +
         f"\n\n{model}, server torch threads: {args.threads or 'the serve default'}; each client "
         f"streams {args.length} characters at temperature 0.8 "
-        "(server-sent events over loopback, clients as threads in the benchmark process).")
+        "(server-sent events over loopback, clients as threads in the benchmark process).\n\n"
+        f"In process, the same model generating {batch} samples as one batch with "
+        f"{model_threads} thread(s) (the server's model threads): {alone:,.0f} chars/s; "
+        f"{batch} streaming clients reach {figures[batch]['aggregate'] / alone:.0%} of it.")
 
 
 if __name__ == "__main__":
