@@ -26,8 +26,8 @@ from common import alternate, peak_rate, rate, record, table
 from torch import nn
 
 from chargen.config import DataConfig, ModelConfig, SampleConfig
-from chargen.framing import Framing
 from chargen.generate.sample import generate_ids
+from chargen.kinds import RunKind
 from chargen.model import RNNLanguageModel
 from chargen.tokenizer import CharTokenizer
 
@@ -97,7 +97,7 @@ def flops_per_char(config: ModelConfig) -> float:
 
 def measure(model: RNNLanguageModel, n: int, rounds: int, scratch: Path) -> dict[str, float]:
     plain = PlainModel(model).eval()
-    windowed = RNNLanguageModel(model.config, VOCAB, Framing("window", WINDOW, vocab_size=VOCAB))
+    windowed = RNNLanguageModel(model.config, VOCAB, RunKind("window", WINDOW, vocab_size=VOCAB))
     plain_windowed = PlainModel(windowed.eval()).eval()
     prompt = torch.randint(1, VOCAB, (100,))
     contenders = {

@@ -27,7 +27,7 @@ class PlainLSTM(nn.Module):
         self.embedding = nn.Embedding(vocab, embedding)
         self.rnn = nn.LSTM(embedding, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, vocab)
-        self.framing = _Stream()
+        self.kind = _Stream()
 
     def forward(self, ids, state=None):
         out, state = self.rnn(self.embedding(ids), state)
@@ -35,7 +35,7 @@ class PlainLSTM(nn.Module):
 
 
 class _Stream:
-    windowed = False  # what chargen's evaluator asks of a model's framing
+    windowed = False  # what chargen's evaluator asks of a model's kind
 
 
 def train_plain(train_ids: np.ndarray, vocab: int, budget_s: float, hidden: int = 256,

@@ -8,12 +8,12 @@ from chargen import api
 from chargen.cli import main
 from chargen.config import ModelConfig, SampleConfig
 from chargen.errors import ConfigError
-from chargen.framing import Framing
 from chargen.generate import readers as sliding
 from chargen.generate.beam import beam_search
 from chargen.generate.logits import banned_bias
 from chargen.generate.readers import initial_windows, window_logits
 from chargen.generate.sample import generate_ids
+from chargen.kinds import RunKind
 from chargen.model import RNNLanguageModel
 from chargen.tokenizer import CharTokenizer
 
@@ -32,8 +32,8 @@ def continuation_log_prob(model: RNNLanguageModel, prompt: torch.Tensor, ids, ba
     the whole continuation read in one pass, the oracle the search is checked against."""
     with torch.inference_mode():
         full = torch.cat([prompt, torch.tensor(list(ids), dtype=prompt.dtype)])
-        if model.framing.windowed:  # each token from the window before it
-            window, pad = model.framing.window, model.framing.pad_id
+        if model.kind.windowed:  # each token from the window before it
+            window, pad = model.kind.window, model.kind.pad_id
             windows = torch.cat([initial_windows(full[:end], 1, window, pad)
                                  for end in range(len(prompt), len(full))])
             logits = window_logits(model, windows)
@@ -102,7 +102,7 @@ def test_window_models_search_over_sliding_windows(bidirectional, pipelined, mon
     vocab = TOKENIZER.vocab_size
     config = ModelConfig(hidden_size=16, num_layers=1, embedding_dim=8, dropout=0.0,
                          bidirectional=bidirectional)
-    model = RNNLanguageModel(config, vocab, Framing("window", 2, "time-steps", vocab)).eval()
+    model = RNNLanguageModel(config, vocab, RunKind("window", 2, "time-steps", vocab)).eval()
     with torch.no_grad():
         model.head.weight.mul_(8.0)
     greedy = [int(ids) for ids in generate_ids(

@@ -15,9 +15,9 @@ from chargen.cli import main
 from chargen.config import PRESETS, ModelConfig, RunConfig, SampleConfig
 from chargen.encoding import PAD_SCALAR
 from chargen.errors import ConfigError
-from chargen.framing import Framing, framing_of
 from chargen.generate import readers as sliding
 from chargen.generate.sample import generate_ids
+from chargen.kinds import RunKind, kind_of
 from chargen.model import RNNLanguageModel
 
 IDS = (np.arange(500) % 37 + 1).astype(np.uint16)  # id = position % 37 + 1, never 0
@@ -25,12 +25,12 @@ VOCAB = 40
 TINY_MODEL = {"hidden_size": 16, "num_layers": 1, "embedding_dim": 8, "dropout": 0.0}
 
 
-def _framing(kind, window=5, layout="time-steps"):
-    return Framing(kind, window, layout, VOCAB)
+def _kind(kind, window=5, layout="time-steps"):
+    return RunKind(kind, window, layout, VOCAB)
 
 
 def _batches(kind, window=5, batch_size=8, seed=3, ids=IDS):
-    return make_batches(kind, ids, batch_size, 32, seed, framing=_framing(kind, window))
+    return make_batches(_kind(kind, window), ids, batch_size, 32, seed)
 
 
 @pytest.mark.parametrize("kind", ["window", "variable-window", "prefix"])
@@ -89,7 +89,7 @@ def test_window_batches_are_a_pure_function_of_seed_and_step(kind):
 @pytest.mark.parametrize("encoding,width", [("embedding", 8), ("onehot", VOCAB), ("scalar", 1)])
 def test_input_encodings(encoding, width):
     config = ModelConfig(input_encoding=encoding, **TINY_MODEL)
-    model = RNNLanguageModel(config, VOCAB, _framing("window"))
+    model = RNNLanguageModel(config, VOCAB, _kind("window"))
     ids = torch.tensor([[VOCAB, 1, 2, 3, 39]])
     inputs = model.encode(ids)
     assert inputs.shape == (1, 5, width)
@@ -105,7 +105,7 @@ def test_input_encodings(encoding, width):
 
 def test_the_features_layout_reads_the_window_as_one_step():
     model = RNNLanguageModel(ModelConfig(input_encoding="onehot", **TINY_MODEL), VOCAB,
-                             _framing("window", window=3, layout="features"))
+                             _kind("window", window=3, layout="features"))
     assert model.encode(torch.tensor([[1, 2, 3]])).shape == (1, 1, 3 * VOCAB)
     assert model.rnn.input_size == 3 * VOCAB
     assert model(torch.tensor([[1, 2, 3], [4, 5, 6]]))[0].shape == (2, 1, VOCAB)
@@ -113,7 +113,7 @@ def test_the_features_layout_reads_the_window_as_one_step():
 
 def test_a_bidirectional_window_model_reads_the_whole_window_both_ways():
     model = RNNLanguageModel(ModelConfig(bidirectional=True, **TINY_MODEL), VOCAB,
-                             _framing("window"))
+                             _kind("window"))
     assert model.head.in_features == 32
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     changed = torch.tensor([[9, 2, 3, 4, 5]])  # only the first id differs
@@ -152,7 +152,7 @@ def test_old_runs_keep_their_settings_and_weight_names():
         for name in names:
             del raw[section][name]
     config = RunConfig.from_dict(raw)
-    model = RNNLanguageModel(config.model, 30, framing_of(config.data, 30))
+    model = RNNLanguageModel(config.model, 30, kind_of(config.data, 30))
     assert model.embedding.weight.shape == (30, config.model.embedding_dim)
     assert {k.split(".")[0] for k in model.state_dict()} == {"embedding", "rnn", "head"}
 
@@ -213,7 +213,7 @@ def test_window_sampling_slides_and_continues_the_alphabet(tmp_path):
 
 def test_window_sampling_never_emits_padding_or_unknown():
     torch.manual_seed(0)
-    model = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _framing("prefix"))
+    model = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _kind("prefix"))
     with torch.no_grad():
         model.head.bias[0] = 50.0  # the unknown id would win every draw
     config = SampleConfig(length=50, num=8, temperature=2.0, seed=1)
@@ -232,7 +232,7 @@ def test_pipelined_window_reading_samples_what_rereading_does(kind, cell, encodi
     torch.manual_seed(3)
     model = RNNLanguageModel(ModelConfig(**{**TINY_MODEL, "cell": cell, "num_layers": layers,
                                             "input_encoding": encoding}),
-                             VOCAB, _framing(kind, window=6)).eval()
+                             VOCAB, _kind(kind, window=6)).eval()
     windows = torch.randint(0, VOCAB + 1, (3, 6))  # the padding id is VOCAB
     with torch.no_grad():
         rereading = sliding.Rereading(model, windows)
@@ -259,11 +259,11 @@ def test_windows_read_whole_are_not_pipelined():
     as one step: neither can keep windows in flight. Nor does a short sample pay for one."""
     windows = torch.zeros(1, 5, dtype=torch.long)
     bidirectional = RNNLanguageModel(ModelConfig(**TINY_MODEL, bidirectional=True), VOCAB,
-                                     _framing("window"))
-    features = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _framing("window", layout="features"))
+                                     _kind("window"))
+    features = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _kind("window", layout="features"))
     for model in (bidirectional, features):
         assert isinstance(sliding.window_reader(model, windows), sliding.Rereading)
-    plain = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _framing("window"))
+    plain = RNNLanguageModel(ModelConfig(**TINY_MODEL), VOCAB, _kind("window"))
     assert isinstance(sliding.window_reader(plain, windows), sliding.WindowPipeline)
     # shorter than a window: filling the pipeline would cost more than it saves
     assert isinstance(sliding.window_reader(plain, windows, length=4), sliding.Rereading)

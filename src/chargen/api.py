@@ -29,8 +29,9 @@ from .finetune import (
     load_base,
     provenance,
 )
-from .framing import context_length, framing_of, steps_per_example
+from .framing import context_length, steps_per_example
 from .idcache import find_run_with, fingerprint
+from .kinds import kind_of
 from .language_model import LanguageModel, evaluate_text, load, run_info
 from .model import (
     RNNLanguageModel,
@@ -233,7 +234,7 @@ def _build_trainer(config: RunConfig, vocab_size: int, train_ids, val_ids, run, 
                    governor: ThreadGovernor | None = None, spent: float = 0.0) -> Trainer:
     seed_everything(config.train.seed)
     dtype = resolve_precision(config.train.precision, device)
-    model = RNNLanguageModel(config.model, vocab_size, framing_of(config.data, vocab_size))
+    model = RNNLanguageModel(config.model, vocab_size, kind_of(config.data, vocab_size))
     if init_weights is not None:
         model.load_state_dict(init_weights)
     freeze_lower_layers(model, config.train.freeze_layers)

@@ -33,7 +33,7 @@ class Batcher:
         self.net, self.device = model.net, model.device
         self.max_active, self.queue_size = max_active, queue_size
         self.decoder = None
-        if not self.net.framing.windowed:  # one decoder (weights packed once) for every row
+        if not self.net.kind.windowed:  # one decoder (weights packed once) for every row
             dtype = decode_dtype(self.device, max_active, model.config.model.hidden_size, precision)
             self.decoder = Decoder(self.net, dtype, rows=max_active)
         self.engine = Engine(TorchOps(self.device), self.net.vocab_size, model.tokenizer)
@@ -97,8 +97,8 @@ class Batcher:
         try:
             prompt = generation.prompt.to(self.device)
             if self.decoder is None:
-                framing = self.net.framing
-                windows = initial_windows(prompt, generation.num, framing.window, framing.pad_id)
+                kind = self.net.kind
+                windows = initial_windows(prompt, generation.num, kind.window, kind.pad_id)
                 reader = Rereading(self.net, windows)
             else:
                 reader = StateReader(self.net, self.decoder, prompt, generation.num)

@@ -6,20 +6,21 @@ them needs to know the others.
 
 from __future__ import annotations
 
-from .config import WINDOWED
 from .data import SequenceBatches, StreamBatches, _Batches
 from .documents import DocumentBatches
 from .framing import WindowBatches
+from .kinds import RunKind
 
 
-def make_batches(kind: str, ids, batch_size, seq_len, seed, framing=None,
+def make_batches(kind: RunKind | str, ids, batch_size, seq_len, seed,
                  jitter: float = 0.0) -> _Batches:
-    """The batcher of a framing: stream, sequences, or a window framing (framing.py, which
-    then needs the model's `framing`)."""
-    if kind in WINDOWED:
-        return WindowBatches(ids, batch_size, seed, framing)
-    if kind == "documents":  # ids: a documents.Documents
+    """The batches of a run's kind (a RunKind, or the name of a kind without windows): stream,
+    sequences, a window framing (framing.py) or documents."""
+    kind = RunKind(kind) if isinstance(kind, str) else kind
+    if kind.windowed:
+        return WindowBatches(ids, batch_size, seed, kind)
+    if kind.documents:  # ids: a documents.Documents
         return DocumentBatches(ids, batch_size, seq_len, seed)
-    if kind == "stream":
+    if kind.carries_state:
         return StreamBatches(ids, batch_size, seq_len, seed, jitter)
     return SequenceBatches(ids, batch_size, seq_len, seed)

@@ -54,7 +54,7 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
     eval_batches says which windows). Document runs: `ids` are documents.Documents."""
     if not isinstance(ids, np.ndarray) and hasattr(ids, "units"):
         return _evaluate_documents(model, ids, seq_len, device, dtype, max_tokens, world)
-    if model.framing.windowed:
+    if model.kind.windowed:
         return _evaluate_windows(model, np.asarray(ids), device, dtype, max_tokens, world)
     if max_tokens is not None and len(ids) > max_tokens + 1:
         ids = ids[: max_tokens + 1]
@@ -63,7 +63,7 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
 
 def _evaluate_windows(model: RNNLanguageModel, ids: np.ndarray, device, dtype, max_tokens,
                       world: World) -> Evaluation:
-    return _score(model, eval_batches(ids, model.framing, max_tokens), device, dtype, world)
+    return _score(model, eval_batches(ids, model.kind, max_tokens), device, dtype, world)
 
 
 EVAL_PIECES = 64  # document pieces per evaluation batch

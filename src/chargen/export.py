@@ -77,11 +77,11 @@ def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, 
                                     dir=_existing_parent(target)))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp's is 0o700: give it a plain directory's mode
     try:
-        (write_window_model if net.framing.windowed else write_step_model)(net, staging / MODEL_FILE)
+        (write_window_model if net.kind.windowed else write_step_model)(net, staging / MODEL_FILE)
         (staging / TOKENIZER).write_text(save_tokenizer_json(tokenizer) + "\n", encoding="utf-8")
         meta = _metadata(net.config, tokenizer, data, source or {})
-        if net.framing.windowed:
-            meta.update(inputs=["ids"], window=net.framing.window, pad_id=net.framing.pad_id)
+        if net.kind.windowed:
+            meta.update(inputs=["ids"], window=net.kind.window, pad_id=net.kind.pad_id)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         _publish(staging, target)
     except BaseException:
@@ -109,7 +109,7 @@ def write_step_model(net: RNNLanguageModel, path: Path) -> None:
 
 def write_window_model(net: RNNLanguageModel, path: Path) -> None:
     """A window model's export: its whole forward pass over (batch, window) ids."""
-    ids = torch.zeros(2, net.framing.window, dtype=torch.long)
+    ids = torch.zeros(2, net.kind.window, dtype=torch.long)
     batch = torch.export.Dim("batch", min=1)
     with _quiet_exporter():
         program = torch.onnx.export(WindowModel(net.cpu().float()).eval(), (ids,), dynamo=True,

@@ -15,45 +15,12 @@ batchers in data.py; an epoch is one pass over every target position, shuffled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from .config import WINDOWED, DataConfig
 from .errors import CorpusError
-
-
-@dataclass(frozen=True)
-class Framing:
-    """What the model needs to know of the data's framing."""
-
-    kind: str = "stream"
-    window: int = 0
-    layout: str = "time-steps"
-    vocab_size: int = 0
-
-    @property
-    def windowed(self) -> bool:
-        return self.kind in WINDOWED
-
-    @property
-    def pad_id(self) -> int | None:
-        return self.vocab_size if self.windowed else None
-
-    @property
-    def first_target(self) -> int:
-        """The first position with a full context under this framing."""
-        return self.window if self.kind == "window" else 1
-
-
-STREAM = Framing()
-
-
-def framing_of(data: DataConfig, vocab_size: int) -> Framing:
-    if data.batching not in WINDOWED:
-        return Framing(data.batching, vocab_size=vocab_size)
-    return Framing(data.batching, data.window, data.window_layout, vocab_size)
+from .kinds import RunKind
 
 
 def context_length(data: DataConfig) -> int:
@@ -71,30 +38,30 @@ def steps_per_example(data: DataConfig) -> int:
 
 
 def gather_windows(ids: np.ndarray, targets: np.ndarray, lengths: np.ndarray,
-                   framing: Framing) -> tuple[torch.Tensor, torch.Tensor]:
+                   kind: RunKind) -> tuple[torch.Tensor, torch.Tensor]:
     """-> inputs (rows, window): the `lengths` ids before each target, left-padded, and the
     targets (rows, 1)."""
-    width = framing.window
+    width = kind.window
     columns = np.arange(width)
     offsets = targets[:, None] - width + columns
     inputs = np.asarray(ids[np.maximum(offsets, 0)], dtype=np.int64)
-    inputs[columns[None, :] < width - lengths[:, None]] = framing.pad_id
+    inputs[columns[None, :] < width - lengths[:, None]] = kind.pad_id
     labels = np.asarray(ids[targets], dtype=np.int64)[:, None]
     return torch.from_numpy(inputs), torch.from_numpy(labels)
 
 
-def context_lengths(targets: np.ndarray, framing: Framing) -> np.ndarray:
+def context_lengths(targets: np.ndarray, kind: RunKind) -> np.ndarray:
     """The longest context each target has under the framing (all of `window` if it can)."""
-    return np.minimum(targets, framing.window)
+    return np.minimum(targets, kind.window)
 
 
 class WindowBatches:
-    def __init__(self, ids: np.ndarray, batch_size: int, seed: int, framing: Framing):
-        self.ids, self.batch_size, self.seed, self.framing = ids, batch_size, seed, framing
-        self.n_targets = len(ids) - framing.first_target
+    def __init__(self, ids: np.ndarray, batch_size: int, seed: int, kind: RunKind):
+        self.ids, self.batch_size, self.seed, self.kind = ids, batch_size, seed, kind
+        self.n_targets = len(ids) - kind.first_target
         if self.n_targets < 1:
             raise CorpusError(f"the training text ({len(ids):,} tokens) is shorter than one window"
-                              f" of {framing.window} + 1 tokens; give more text or a smaller "
+                              f" of {kind.window} + 1 tokens; give more text or a smaller "
                               "--window")
         # Keras counts the last, partial batch too; here it is filled from the epoch's start.
         self.steps_per_epoch = -(-self.n_targets // batch_size)
@@ -106,9 +73,9 @@ class WindowBatches:
     def _epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.n_targets)
-        targets = np.resize(order, self.steps_per_epoch * self.batch_size) + self.framing.first_target
-        lengths = context_lengths(targets, self.framing)
-        if self.framing.kind == "variable-window":
+        targets = np.resize(order, self.steps_per_epoch * self.batch_size) + self.kind.first_target
+        lengths = context_lengths(targets, self.kind)
+        if self.kind.batching == "variable-window":
             lengths = rng.integers(1, lengths + 1)
         return targets, lengths
 
@@ -118,7 +85,7 @@ class WindowBatches:
             self._plan, self._plan_epoch = self._epoch_plan(epoch), epoch
         rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         targets, lengths = (part[rows] for part in self._plan)
-        return gather_windows(self.ids, targets, lengths, self.framing)
+        return gather_windows(self.ids, targets, lengths, self.kind)
 
     def starts_new_stream(self, step: int) -> bool:
         return True
@@ -128,17 +95,17 @@ DEFAULT_EVAL_WINDOWS = 10_000
 EVAL_BATCH = 256
 
 
-def eval_batches(ids: np.ndarray, framing: Framing, max_tokens: int | None = None):
+def eval_batches(ids: np.ndarray, kind: RunKind, max_tokens: int | None = None):
     """Evenly spaced target positions of `ids`, each with its longest context: at most
     max_tokens / window of them (the input ids read), or DEFAULT_EVAL_WINDOWS when no
     budget is given. Yields (inputs, targets) batches."""
-    first = framing.first_target
+    first = kind.first_target
     available = len(ids) - first
     if available < 1:
         return
-    budget = DEFAULT_EVAL_WINDOWS if max_tokens is None else max(1, max_tokens // framing.window)
+    budget = DEFAULT_EVAL_WINDOWS if max_tokens is None else max(1, max_tokens // kind.window)
     count = min(available, budget)
     targets = np.unique(np.linspace(first, len(ids) - 1, count).round().astype(np.int64))
     for start in range(0, len(targets), EVAL_BATCH):
         chunk = targets[start : start + EVAL_BATCH]
-        yield gather_windows(ids, chunk, context_lengths(chunk, framing), framing)
+        yield gather_windows(ids, chunk, context_lengths(chunk, kind), kind)

@@ -16,9 +16,9 @@ from .corpus import load_corpus
 from .documents import document_prompt, document_unit
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate_ids
-from .framing import framing_of
 from .generate.beam import beam_search
 from .generate.sample import generate_text
+from .kinds import kind_of
 from .model import RNNLanguageModel, estimate_parameters
 from .pieces import SampleMethods
 from .runtime import resolve_device
@@ -58,14 +58,19 @@ class LanguageModel(SampleMethods):
         ids = encode_prompt(self.tokenizer, prime, unknown)
         return torch.from_numpy(ids.astype(np.int64))
 
+    def prompt_ids(self, prime: str, unknown: str = "error") -> torch.Tensor:
+        """The ids generation starts from: the prime's (a document run's begin with [start])."""
+        if self.net.kind.documents:
+            return document_prompt(self.tokenizer, prime, unknown)
+        return self.encode_prompt(prime, unknown)
+
     def random_prime(self, seed: int | None = None, length: int | None = None) -> str:
         """A slice of the training text starting at a line start (tutorial B's random seed),
         cut at whole tokens: 64 of them, or a whole window for window models. Slices holding
         the unknown token (rare words or characters the vocabulary left out) are passed over."""
-        if self.document_unit:  # samples start at [start]: a whole unit each
+        if self.net.kind.documents:  # samples start at [start]: a whole unit each
             return ""
-        framing = self.net.framing
-        length = length or (framing.window if framing.windowed else 64)
+        length = length or self.net.kind.prime_tokens
         ids = self.run.read_ids()
         usable = len(ids) - int(len(ids) * self.config.data.val_fraction)
         rng = np.random.default_rng(seed)
@@ -84,10 +89,7 @@ class LanguageModel(SampleMethods):
         config = SampleConfig(**settings).validate()
         if prime is None:
             prime = self.random_prime(config.seed)
-        if self.document_unit:
-            prompt = document_prompt(self.tokenizer, prime, config.unknown)
-        else:
-            prompt = self.encode_prompt(prime, config.unknown)
+        prompt = self.prompt_ids(prime, config.unknown)
         if config.beam:  # the search ends before any text is final: one piece per sample
             yield [h.text for h in beam_search(self.net, self.tokenizer, prompt, config)]
             return
@@ -145,7 +147,7 @@ def load(path: str, which: str = "best", device: str = "auto") -> LanguageModel:
     config = run.read_config()
     tokenizer = run.read_tokenizer()
     net = RNNLanguageModel(config.model, tokenizer.vocab_size,
-                           framing_of(config.data, tokenizer.vocab_size))
+                           kind_of(config.data, tokenizer.vocab_size))
     weights, _, _ = load_checkpoint(run.weights_file(which),
                                     checkpoint_limit(config, tokenizer.vocab_size))
     fit_weights(net, weights, run.path)

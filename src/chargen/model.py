@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from .config import ModelConfig
 from .encoding import fixed_table, input_width
-from .framing import STREAM, Framing
+from .kinds import STREAM, RunKind
 from .regularize import RecurrentRegularizer, make_dropout
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -24,14 +24,14 @@ KERAS1_ORTHOGONAL_GAIN = 1.1
 
 
 class RNNLanguageModel(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int, framing: Framing = STREAM):
+    def __init__(self, config: ModelConfig, vocab_size: int, kind: RunKind = STREAM):
         super().__init__()
         self.config = config
         self.vocab_size = vocab_size
-        self.framing = framing
-        rows = vocab_size + (framing.pad_id is not None)
+        self.kind = kind
+        rows = vocab_size + (kind.pad_id is not None)
         if config.input_encoding == "embedding":
-            self.embedding = nn.Embedding(rows, config.embedding_dim, padding_idx=framing.pad_id)
+            self.embedding = nn.Embedding(rows, config.embedding_dim, padding_idx=kind.pad_id)
         else:  # fixed, so not saved with the weights
             self.register_buffer("fixed_inputs",
                                  fixed_table(config.input_encoding, vocab_size, rows),
@@ -39,7 +39,7 @@ class RNNLanguageModel(nn.Module):
         self.input_dropout = nn.Dropout(config.input_dropout)
         width = input_width(config, vocab_size)
         self.rnn = _CELLS[config.cell](
-            width * framing.window if framing.layout == "features" else width,
+            width * kind.window if kind.layout == "features" else width,
             config.hidden_size,
             config.num_layers,
             batch_first=True,
@@ -90,7 +90,7 @@ class RNNLanguageModel(nn.Module):
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         inputs = F.embedding(ids, self.input_table())
-        if self.framing.layout == "features":  # the window as the features of one time step
+        if self.kind.layout == "features":  # the window as the features of one time step
             inputs = inputs.reshape(ids.size(0), 1, -1)
         return self.input_dropout(inputs)
 
@@ -98,7 +98,7 @@ class RNNLanguageModel(nn.Module):
         """ids (batch, time) -> logits (batch, time, vocab) and the state after the last step;
         window models: logits (batch, 1, vocab), predicted from the end of the window."""
         hidden, state = self.regularizer(self.rnn, self.encode(ids), state)
-        if self.framing.windowed:
+        if self.kind.windowed:
             hidden = self._window_end(hidden)
         return self.head(self.head_dropout(hidden)), state
 

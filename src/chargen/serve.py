@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batcher import Batcher, Busy
 from .config import SampleConfig, ServeLimits, check_whole
-from .documents import document_prompt
 from .errors import ChargenError, ConfigError
 from .generate.engine import Generation
 
@@ -176,8 +175,7 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
             settings = _checked(body)
             _check_limits(body, limits)
             prime = body.prime or model.random_prime(body.seed)  # a document run's: ""
-            prompt = (document_prompt(model.tokenizer, prime, body.unknown) if model.document_unit
-                      else model.encode_prompt(prime, body.unknown))
+            prompt = model.prompt_ids(prime, body.unknown)
         except HTTPProblem as err:
             return _error(err.status, str(err))
         except ChargenError as err:

@@ -70,9 +70,8 @@ class Trainer:
         self.quiet = quiet or not world.is_main
         # Under torchrun the global batch is world.size x batch_size rows (streams); each rank
         # trains on its own rows, and DDP averages the gradients.
-        self.batches = make_batches(config.data.batching, train_ids,
-                                    config.data.batch_size * world.size, config.data.seq_len,
-                                    self.cfg.seed, framing=model.framing,
+        self.batches = make_batches(model.kind, train_ids, config.data.batch_size * world.size,
+                                    config.data.seq_len, self.cfg.seed,
                                     jitter=config.data.seq_len_jitter)
         self.rows = world.rows(config.data.batch_size)
         self.net = (torch.nn.parallel.DistributedDataParallel(model.to(device))
@@ -233,7 +232,7 @@ class Trainer:
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
-        self.carried = detach_state(state) if self.config.data.batching == "stream" else None
+        self.carried = detach_state(state) if self.model.kind.carries_state else None
         return loss.detach(), x.numel()
 
     def _log(self, window: LossWindow, progress: Progress) -> None:

@@ -115,7 +115,7 @@ class Watch:
     def _prime(self):
         if self._prompt is None:
             tokenizer = self.run.read_tokenizer()
-            if getattr(tokenizer, "start_id", None) is not None:  # a document run: one unit
+            if self.model.kind.documents:  # a unit, from [start] to [end]
                 from .documents import document_prompt  # from [start], to [end]
 
                 self._prompt = "", tokenizer, document_prompt(tokenizer, "", "error")

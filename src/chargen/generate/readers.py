@@ -144,11 +144,11 @@ def reader_for(model: RNNLanguageModel, prompt: torch.Tensor, rows: int, precisi
     """The reader for `rows` rows continuing `prompt` ((prompt_len,) ids on the model's device),
     to read `length` tokens with up to `most_rows` rows at once (beams grow from one)."""
     most_rows = most_rows or rows
-    if not model.framing.windowed:
+    if not model.kind.windowed:
         dtype = decode_dtype(prompt.device, most_rows, model.config.hidden_size, precision)
         return StateReader(model, Decoder(model, dtype, rows=most_rows), prompt, rows)
-    return window_reader(model, initial_windows(prompt, rows, model.framing.window,
-                                                model.framing.pad_id),
+    return window_reader(model, initial_windows(prompt, rows, model.kind.window,
+                                                model.kind.pad_id),
                          precision, length, most_rows)
 
 
@@ -158,7 +158,7 @@ def window_reader(model: RNNLanguageModel, windows: torch.Tensor, precision: str
     first reads the window token by token, so it pays from about a window's length of text on."""
     rows, window = most_rows or windows.size(0), windows.size(1)
     dtype = decode_dtype(windows.device, rows * window, model.config.hidden_size, precision)
-    if (windows.device.type == "cpu" and model.framing.layout == "time-steps"
+    if (windows.device.type == "cpu" and model.kind.layout == "time-steps"
             and not model.config.bidirectional and (length is None or length >= window)
             and rows * window <= PIPELINE_MAX_ROWS.get(dtype, 0)):
         return WindowPipeline(model, windows, dtype)
