@@ -44,19 +44,11 @@ class Generation:
         self.steps, self.chars, self.started = 0, 0, self.submitted
         self.uniforms: np.ndarray | None = None  # this step's random number per sample
         self.wants_ids = False  # also deliver ("ids", the step's ids) before the text
-
-    @property
-    def num(self) -> int:
-        return self.settings.num
-
-    @property
-    def greedy(self) -> bool:
-        return self.settings.greedy or self.settings.temperature == 0
-
-    @property
-    def group(self) -> tuple:
-        """Rows that draw together share this."""
-        return (True, 0, 1.0) if self.greedy else (False, self.settings.top_k, self.settings.top_p)
+        # Read every step, so plain attributes rather than properties of the settings:
+        self.num, self.length, self.stops = settings.num, settings.length, bool(settings.stop)
+        self.greedy = settings.greedy or settings.temperature == 0
+        self.group = (True, 0, 1.0) if self.greedy else (False, settings.top_k, settings.top_p)
+        self.temperatures = [settings.temperature] * self.num
 
     def start(self, tokenizer, ops, vocab: int) -> None:
         seed = self.settings.seed if self.settings.seed is not None else secrets.randbits(63)
@@ -74,7 +66,7 @@ class Generation:
         """This step's random number per sample, from a block of steps drawn at once (the same
         numbers as one draw per step)."""
         if self._block is None or self._used == len(self._block):
-            steps = max(1, min(UNIFORM_BLOCK, self.settings.length - self.steps))
+            steps = max(1, min(UNIFORM_BLOCK, self.length - self.steps))
             self._block, self._used = self.random.random((steps, self.num), dtype=np.float32), 0
         self._used += 1
         return self._block[self._used - 1]
@@ -83,18 +75,18 @@ class Generation:
         """Turn this step's ids into text for the owner; -> True once the generation is over.
         A document run's sample ends at [end] (decoded as nothing): it stays ended."""
         self.steps += 1
+        over = self.steps >= self.length
         if self.end_id is not None:
             ids, self.ended = end_rows(ids, self.ended, self.end_id)
+            over = over or all(self.ended)
         pieces = [decode([token]) for decode, token in zip(self.decoders, ids)]
-        stops = bool(self.settings.stop)
-        if stops:
+        if self.stops:
             pieces = [watch.feed(piece) for watch, piece in zip(self.watches, pieces)]
-        over = (self.steps >= self.settings.length or all(self.ended)
-                or (stops and all(watch.done for watch in self.watches)))
-        if over and stops:
-            pieces = [piece + watch.flush() for piece, watch in zip(pieces, self.watches)]
+            over = over or all(watch.done for watch in self.watches)
+            if over:
+                pieces = [piece + watch.flush() for piece, watch in zip(pieces, self.watches)]
         if any(pieces):
-            self.chars += sum(len(piece) for piece in pieces)
+            self.chars += sum(map(len, pieces))
             self.deliver(("pieces", pieces))
         if over:
             self.finish()
@@ -182,59 +174,65 @@ class Engine:
     def _choose(self, logits) -> tuple[object, dict[Generation, str]]:
         """Next id per row, and the generations whose rows could not be drawn (with why).
         Every operation works row by row, so one request's bad row cannot change another's."""
-        logits = self._penalized(logits)
+        if any(g.seen is not None for g in self.running):
+            logits = self._penalized(logits)
         if self.bias is not None:
             logits = logits + self.bias
-        groups: dict[tuple, list[tuple[Generation, int]]] = {}
+        failed: dict[Generation, str] = {}
+        for generation in self.running:  # drawn every step, whatever happens below, so that
+            if not generation.greedy:  # each request's numbers stay its own
+                generation.uniforms = generation.next_uniforms()
+        if len(self.running) == 1:  # the usual case outside the server: no gathering
+            generation = self.running[0]
+            return self._draw(logits, generation.group, self.running, failed), failed
+        groups: dict[tuple, list[Generation]] = {}
+        rows: dict[tuple, list[int]] = {}
         offset = 0
         for generation in self.running:
-            groups.setdefault(generation.group, []).append((generation, offset))
+            groups.setdefault(generation.group, []).append(generation)
+            rows.setdefault(generation.group, []).extend(range(offset, offset + generation.num))
             offset += generation.num
-            # drawn every step, whatever happens below, so each request's numbers stay its own
-            generation.uniforms = None if generation.greedy else generation.next_uniforms()
-        failed: dict[Generation, str] = {}
-        if len(groups) == 1:  # the usual case: every row in one draw, no gathering
+        if len(groups) == 1:
             (key, members), = groups.items()
             return self._draw(logits, key, members, failed), failed
         chosen = self.ops.empty_ids(len(logits))
         for key, members in groups.items():
-            rows = self.ops.index([o + i for g, o in members for i in range(g.num)])
-            chosen[rows] = self._draw(self.ops.take(logits, rows), key, members, failed)
+            index = self.ops.index(rows[key])
+            chosen[index] = self._draw(self.ops.take(logits, index), key, members, failed)
         return chosen, failed
 
     def _penalized(self, logits):
         """Each generation's repetition penalty on its own rows."""
-        offset, copied = 0, False
+        logits, offset = self.ops.copy(logits), 0
         for generation in self.running:
             num = generation.num
             if generation.seen is not None:
-                if not copied:
-                    logits, copied = self.ops.copy(logits), True
                 logits[offset : offset + num] = self.ops.penalize(
                     logits[offset : offset + num], generation.seen,
                     generation.settings.repetition_penalty)
             offset += num
         return logits
 
-    def _draw(self, logits, key: tuple, members: list, failed: dict):
+    def _draw(self, logits, key: tuple, generations: list[Generation], failed: dict):
         """One group's ids; a generation whose draw raises is marked failed (drawn alone with
         its own random numbers to find it) and the rest are kept."""
-        generations = [g for g, _ in members]
         try:
             if key[0]:
                 return self.ops.greedy(logits)
-            temperatures = [g.settings.temperature for g in generations for _ in range(g.num)]
-            uniforms = (generations[0].uniforms if len(generations) == 1
-                        else np.concatenate([g.uniforms for g in generations]))
+            if len(generations) == 1:
+                temperatures, uniforms = generations[0].temperatures, generations[0].uniforms
+            else:
+                temperatures = [t for g in generations for t in g.temperatures]
+                uniforms = np.concatenate([g.uniforms for g in generations])
             return draw(self.ops, logits, key[1], key[2], temperatures, uniforms)
         except Exception as err:
-            if len(members) == 1:
+            if len(generations) == 1:
                 failed[generations[0]] = f"generation failed: {err}"
                 return self.ops.empty_ids(len(logits))
             starts = np.cumsum([0] + [g.num for g in generations]).tolist()
             parts = [logits[start : start + g.num] for g, start in zip(generations, starts)]
-            return self.ops.cat([self._draw(part, key, [member], failed)
-                                 for part, member in zip(parts, members)])
+            return self.ops.cat([self._draw(part, key, [g], failed)
+                                 for part, g in zip(parts, generations)])
 
     def _check_ids(self, ids: list[int], failed: dict) -> None:
         """A row whose probabilities were not finite draws an id past the vocabulary: its
@@ -251,7 +249,7 @@ class Engine:
 def draw(ops, logits, top_k: int, top_p: float, temperatures: list[float], uniforms: np.ndarray):
     """(rows, vocab) logits, a temperature and a uniform number per row -> (rows,) ids: the
     same steps on either backend, so the same numbers give the same ids."""
-    if any(t != 1.0 for t in temperatures):
+    if temperatures.count(1.0) != len(temperatures):
         logits = ops.divide_rows(logits, temperatures)
     probs = ops.softmax(ops.top_p(ops.top_k(logits, top_k), top_p))
     return ops.invert_cdf(probs, uniforms)

@@ -80,7 +80,7 @@ class TorchOps:
 
     @staticmethod
     def divide_rows(logits: torch.Tensor, temperatures: Sequence[float]) -> torch.Tensor:
-        if len(set(temperatures)) == 1:
+        if temperatures.count(temperatures[0]) == len(temperatures):
             return apply_temperature(logits, temperatures[0])
         return logits / torch.tensor(temperatures, device=logits.device).unsqueeze(1)
 
@@ -88,9 +88,9 @@ class TorchOps:
     def softmax(logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
 
-    @staticmethod
-    def invert_cdf(probs: torch.Tensor, uniforms: np.ndarray) -> torch.Tensor:
-        return invert_cdf(probs, torch.from_numpy(uniforms).to(probs.device).unsqueeze(1))
+    def invert_cdf(self, probs: torch.Tensor, uniforms: np.ndarray) -> torch.Tensor:
+        uniform = torch.from_numpy(uniforms).unsqueeze(1)
+        return invert_cdf(probs, uniform if self.device.type == "cpu" else uniform.to(self.device))
 
     def bias(self, vocab: int, banned: Sequence[int]) -> torch.Tensor | None:
         return banned_bias(vocab, banned, self.device)

@@ -75,7 +75,7 @@ class NumpyOps:
 
     @staticmethod
     def divide_rows(logits: np.ndarray, temperatures: Sequence[float]) -> np.ndarray:
-        if len(set(temperatures)) == 1:
+        if temperatures.count(temperatures[0]) == len(temperatures):
             return apply_temperature(logits, temperatures[0])
         return logits / np.asarray(temperatures, dtype=np.float32)[:, None]
 
