@@ -150,3 +150,20 @@ def test_generation_with_stop_and_penalty_runs_batched(trained_run):
     texts = model.sample("The ", num=4, length=200, seed=2, stop=["."], repetition_penalty=1.3)
     assert len(texts) == 4 and all("." not in t for t in texts)
     assert any(len(t) < 200 for t in texts)
+
+
+@pytest.mark.parametrize("top_k,top_p,temperatures", [
+    (0, 1.0, [1.0] * 64), (5, 1.0, [0.7] * 64), (0, 0.8, [1.3] * 64),
+    (10, 0.9, [0.5 + i / 64 for i in range(64)])])
+def test_the_torch_and_numpy_backends_draw_the_same_ids(top_k, top_p, temperatures):
+    """The engine's one draw on either backend: the same logits and random numbers give the
+    same ids (the ONNX export's seeded text equals the run's)."""
+    from chargen.generate.nplogits import NumpyOps
+
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((64, 50)) * 3).astype(np.float32)
+    uniforms = rng.random(64, dtype=np.float32)
+    ours = draw(TorchOps(torch.device("cpu")), torch.from_numpy(logits), top_k, top_p,
+                temperatures, uniforms)
+    theirs = draw(NumpyOps(), logits, top_k, top_p, temperatures, uniforms)
+    assert ours.tolist() == theirs.tolist()
