@@ -70,7 +70,8 @@ def test_byte_level_trains_and_samples_with_a_chinese_prime(sanguo_slice, tmp_pa
     assert model.tokenizer.vocab_size == 256
     assert model.encode_prompt("曹操").tolist() == list("曹操".encode())
     pieces = list(model.generate("曹操", length=30, seed=0))
-    assert len(pieces) == 30 and isinstance("".join(pieces), str)
+    # one piece per byte that completes text: a step inside a multi-byte character makes none
+    assert 0 < len(pieces) <= 30 and all(pieces) and isinstance("".join(pieces), str)
     assert len(np.asarray(api.load(str(run)).run.read_ids())) == len(
         sanguo_slice.read_text(encoding="utf-8").encode())
 

@@ -38,7 +38,8 @@ class SampleMethods:
     yields one text piece per sample per step (a run, or an ONNX export)."""
 
     def generate(self, prime: str | None = None, **settings) -> Iterator[str]:
-        """Yields the continuation of `prime` piece by piece (one sample)."""
+        """Yields the continuation of `prime` piece by piece (one sample; a step that makes no
+        text, inside a multi-byte character of a byte run, yields nothing)."""
         for pieces in self.generate_batch(prime, **{**settings, "num": 1}):
             yield pieces[0]
 
