@@ -56,7 +56,8 @@ class Generation:
         self.seen = None  # with a repetition penalty: the ids each sample's text holds
         if self.settings.repetition_penalty != 1.0:
             self.seen = ops.seen(self.num, vocab, self.prompt)
-        self.decoders = [tokenizer.stream_decoder() for _ in range(self.num)]
+        self.decoders = (None if tokenizer.stream_decoder is None
+                         else [tokenizer.stream_decoder() for _ in range(self.num)])
         self.watches = [StopWatch(self.settings.stop) for _ in range(self.num)]
         self.started, self._block, self._used = time.perf_counter(), None, 0
         self.end_id = getattr(tokenizer, "end_id", None)  # a document run's [end]
@@ -76,6 +77,10 @@ class Generation:
         A document run's sample ends at [end] (decoded as nothing): it stays ended."""
         self.steps += 1
         over = self.steps >= self.length
+        if self.decoders is None:  # ids only, no text
+            if over:
+                self.finish()
+            return over
         if self.end_id is not None:
             ids, self.ended = end_rows(ids, self.ended, self.end_id)
             over = over or all(self.ended)
@@ -110,6 +115,7 @@ class Engine:
         self.bias = ops.bias(vocab, tokenizer.never_sample)
         self.running: list[Generation] = []  # in row order
         self.reader = None
+        self.penalties = 0  # running generations with a repetition penalty
 
     def join(self, generation: Generation, reader) -> None:
         """Start `generation` with `reader` holding its rows (its prompt read)."""
@@ -122,6 +128,7 @@ class Engine:
         else:
             self.reader = reader
         self.running.append(generation)
+        self.penalties += generation.seen is not None
 
     def step(self) -> None:
         """One token for every running generation."""
@@ -130,15 +137,16 @@ class Engine:
         self._check_ids(ids, failed)
         for generation, message in failed.items():
             generation.deliver(("error", message))
-        offset, finished = 0, list(failed)
+        offset, finished, alone = 0, list(failed), len(self.running) == 1
         for generation in self.running:
             num = generation.num
             if generation not in failed:
+                mine = next_ids if alone else next_ids[offset : offset + num]
                 if generation.wants_ids:
-                    generation.deliver(("ids", next_ids[offset : offset + num]))
+                    generation.deliver(("ids", mine))
                 if generation.seen is not None:
-                    self.ops.mark(generation.seen, next_ids[offset : offset + num])
-                if generation.advance(ids[offset : offset + num]):
+                    self.ops.mark(generation.seen, mine)
+                if generation.advance(ids if alone else ids[offset : offset + num]):
                     finished.append(generation)
             offset += num
         keep = self._remove(finished)
@@ -166,6 +174,7 @@ class Engine:
                 keep.extend(range(offset, offset + generation.num))
             offset += generation.num
         self.running = [g for g in self.running if id(g) not in gone]
+        self.penalties = sum(g.seen is not None for g in self.running)
         if not self.running:
             self.reader = None
             return None
@@ -174,7 +183,7 @@ class Engine:
     def _choose(self, logits) -> tuple[object, dict[Generation, str]]:
         """Next id per row, and the generations whose rows could not be drawn (with why).
         Every operation works row by row, so one request's bad row cannot change another's."""
-        if any(g.seen is not None for g in self.running):
+        if self.penalties:
             logits = self._penalized(logits)
         if self.bias is not None:
             logits = logits + self.bias
@@ -251,8 +260,11 @@ def draw(ops, logits, top_k: int, top_p: float, temperatures: list[float], unifo
     same steps on either backend, so the same numbers give the same ids."""
     if temperatures.count(1.0) != len(temperatures):
         logits = ops.divide_rows(logits, temperatures)
-    probs = ops.softmax(ops.top_p(ops.top_k(logits, top_k), top_p))
-    return ops.invert_cdf(probs, uniforms)
+    if top_k:
+        logits = ops.top_k(logits, top_k)
+    if top_p < 1.0:
+        logits = ops.top_p(logits, top_p)
+    return ops.invert_cdf(ops.softmax(logits), uniforms)
 
 
 def generate_alone(engine: Engine, generation: Generation, reader,

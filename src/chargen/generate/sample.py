@@ -31,13 +31,10 @@ class _IdsOnly:
     """Stands in for a tokenizer where only the ids are wanted."""
 
     end_id = None
+    stream_decoder = None  # no text is made
 
     def __init__(self, banned: Sequence[int]):
         self.never_sample = list(banned)
-
-    @staticmethod
-    def stream_decoder():
-        return lambda ids: ""
 
 
 @torch.inference_mode()
