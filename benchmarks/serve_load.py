@@ -107,12 +107,16 @@ def in_process(run: str, num: int, length: int, threads: int) -> float:
     server's model threads: what serving would reach with no HTTP at all."""
     import torch
 
+    default = torch.get_num_threads()
     torch.set_num_threads(threads)
-    model = api.load(run, device="cpu")
-    model.sample("The ", num=num, length=50, temperature=0.8, seed=0)  # warm-up
-    start = time.perf_counter()
-    texts = model.sample("The ", num=num, length=length, temperature=0.8, seed=0)
-    return sum(len(text) for text in texts) / (time.perf_counter() - start)
+    try:
+        model = api.load(run, device="cpu")
+        model.sample("The ", num=num, length=50, temperature=0.8, seed=0)  # warm-up
+        start = time.perf_counter()
+        texts = model.sample("The ", num=num, length=length, temperature=0.8, seed=0)
+        return sum(len(text) for text in texts) / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(default)
 
 
 def main() -> None:
