@@ -20,19 +20,25 @@ EMULATION = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIO
 
 
 def cpu_flags() -> tuple[str, set[str]]:
-    """The CPU's model name and flags (Linux; elsewhere the platform's name and no flags)."""
+    """The CPU's model name with its family and model numbers (one name covers several AMD
+    EPYC generations) and its flags (Linux; elsewhere the platform's name and no flags)."""
     name, flags = platform.processor() or platform.machine(), set()
+    numbers = {}
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
             for line in handle:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name":
                     name = value.strip()
+                elif key.strip() in ("cpu family", "model"):
+                    numbers[key.strip()] = value.strip()
                 elif key.strip() == "flags":
                     flags = set(value.split())
                     break
     except OSError:
         pass
+    if numbers:
+        name += f" family {numbers.get('cpu family', '?')} model {numbers.get('model', '?')}"
     return name, flags
 
 
@@ -110,16 +116,23 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def record(title: str, text: str) -> None:
-    """Print a section and replace the section of the same title in RESULTS.md."""
+    """Print a section and put it in RESULTS.md, replacing the section of the same title
+    measured on the same machine (another machine's figures stay beside it)."""
     command = "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
-    stamp = datetime.date.today().isoformat()
-    section = f"## {title}\n\n{stamp} on {machine()}\n\n`{command}`\n\n{text}\n"
+    stamp, where = datetime.date.today().isoformat(), machine()
+    section = f"## {title}\n\n{stamp} on {where}\n\n`{command}`\n\n{text}\n"
     print(section)
     existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
     parts = existing.split("\n## ")
     kept = [parts[0].rstrip("\n") + "\n"] + [
-        "## " + p.rstrip("\n") + "\n" for p in parts[1:] if not p.startswith(title + "\n")]
+        "## " + p.rstrip("\n") + "\n" for p in parts[1:] if not _same_section(p, title, where)]
     RESULTS.write_text("\n".join(kept + [section]), encoding="utf-8")
+
+
+def _same_section(part: str, title: str, where: str) -> bool:
+    """Whether a RESULTS.md section (its text after '## ') is `title` measured on `where`."""
+    lines = part.split("\n")
+    return lines[0] == title and len(lines) > 2 and lines[2].partition(" on ")[2] == where
 
 
 def parse_value(text: str):
