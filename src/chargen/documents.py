@@ -282,19 +282,8 @@ def document_prompt(tokenizer, prime: str | None, unknown: str) -> torch.Tensor:
     return torch.from_numpy(document_prompt_ids(tokenizer, prime, unknown))
 
 
-def until_end(id_rows, end_id: int):
-    """Per step's ids (one per sample): a sample that produced [end] produces only [end]
-    (decoded as nothing) from then on; ends once every sample has ended."""
-    ended = None
-    for ids in id_rows:
-        ids, ended = end_rows(ids, ended or [False] * len(ids), end_id)
-        yield ids
-        if all(ended):
-            return
-
-
 def end_rows(ids: list[int], ended: list[bool], end_id: int) -> tuple[list[int], list[bool]]:
-    """One step of until_end: the ids with [end] kept where a sample had ended, and which
-    samples have ended now."""
+    """One generation step of a document run: the ids with [end] kept where a sample had
+    ended (it stays ended, decoded as nothing), and which samples have ended now."""
     ids = [end_id if done else token for done, token in zip(ended, ids)]
     return ids, [token == end_id for token in ids]

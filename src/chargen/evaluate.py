@@ -52,7 +52,7 @@ def evaluate_ids(model: RNNLanguageModel, ids: np.ndarray, seq_len: int, device:
     each rank reads its share of the streams and the sums are added up across ranks.
     Window models: the loss of each next token predicted from its window (framing.py's
     eval_batches says which windows). Document runs: `ids` are documents.Documents."""
-    if not isinstance(ids, np.ndarray) and hasattr(ids, "units"):
+    if model.kind.documents:
         return _evaluate_documents(model, ids, seq_len, device, dtype, max_tokens, world)
     if model.kind.windowed:
         return _evaluate_windows(model, np.asarray(ids), device, dtype, max_tokens, world)
