@@ -71,8 +71,9 @@ def _fbgemm_present() -> bool:
 
 
 class Decoder:
-    """step(ids, layers) -> (float32 logits, layers); the state is a list, one per layer:
-    (h, c) for an LSTM, h for a GRU, each (batch, hidden)."""
+    """step(ids, layers) -> (float32 logits, layers). Inside the decoder and the readers the
+    state is a list, one entry per layer ((h, c) for an LSTM, h for a GRU, each (batch,
+    hidden)); split_state makes it from the model's (layers, batch, hidden) state."""
 
     def __init__(self, model: RNNLanguageModel, dtype: torch.dtype | None = None, rows: int = 1):
         self.lstm = model.config.cell == "lstm"
@@ -114,11 +115,6 @@ class Decoder:
             h, c = state
             return [(h[i].to(self.dtype), c[i].to(self.dtype)) for i in range(self.num_layers)]
         return [state[i].to(self.dtype) for i in range(self.num_layers)]
-
-    def join_state(self, layers: list) -> State:
-        if self.lstm:
-            return torch.stack([h for h, _ in layers]), torch.stack([c for _, c in layers])
-        return torch.stack(layers)
 
     def step(self, ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
         layers, top = self.advance(ids, layers)
