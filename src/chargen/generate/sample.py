@@ -13,18 +13,11 @@ from .logits import TorchOps
 from .readers import reader_for
 
 
-@torch.inference_mode()
 def generate_text(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
                   config: SampleConfig) -> Iterator[list[str]]:
     """prompt: (prompt_len,) ids. Yields, per step that makes text, one piece per sample (a
-    piece is empty while a byte-level sample is inside a multi-byte character, or once the
-    sample has met a stop sequence or a document's end)."""
-    model.eval()
-    device = next(model.parameters()).device
-    prompt = prompt.to(device)
-    reader = reader_for(model, prompt, config.num, config.precision, config.length)
-    engine = Engine(TorchOps(device), model.vocab_size, tokenizer)
-    yield from generate_alone(engine, Generation(prompt, config), reader)
+    sample's piece is empty once it has met a stop sequence or a document's end)."""
+    yield from _generate(model, tokenizer, prompt, config, "pieces")
 
 
 class _IdsOnly:
@@ -37,14 +30,19 @@ class _IdsOnly:
         self.never_sample = list(banned)
 
 
-@torch.inference_mode()
 def generate_ids(model: RNNLanguageModel, prompt: torch.Tensor, config: SampleConfig,
                  banned: Sequence[int] = ()) -> Iterator[torch.Tensor]:
     """The same loop as generate_text, without a tokenizer: yields config.length (num,) id
     tensors (stop sequences need text and are not applied)."""
+    yield from _generate(model, _IdsOnly(banned), prompt, config, "ids")
+
+
+@torch.inference_mode()
+def _generate(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor, config: SampleConfig,
+              wanted: str) -> Iterator:
     model.eval()
     device = next(model.parameters()).device
     prompt = prompt.to(device)
     reader = reader_for(model, prompt, config.num, config.precision, config.length)
-    engine = Engine(TorchOps(device), model.vocab_size, _IdsOnly(banned))
-    yield from generate_alone(engine, Generation(prompt, config), reader, wanted="ids")
+    engine = Engine(TorchOps(device), model.vocab_size, tokenizer)
+    yield from generate_alone(engine, Generation(prompt, config), reader, wanted)
