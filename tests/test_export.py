@@ -132,6 +132,10 @@ def test_a_window_run_exports_a_window_model_that_samples_like_the_run(tmp_path,
     export = export_run(str(run), str(tmp_path / "export"))
     meta = json.loads((export / "export.json").read_text())
     assert meta["inputs"] == ["ids"] and meta["window"] == settings["window"]
+    assert meta["kind"]["window"] == settings["window"]
+    assert load_export(export).sample(PRIME, length=80, greedy=True)[0] == torch_greedy(run, 80)
+    del meta["kind"]  # an export written before the kind was recorded reads as the same kind
+    (export / "export.json").write_text(json.dumps(meta))
     assert load_export(export).sample(PRIME, length=80, greedy=True)[0] == torch_greedy(run, 80)
     out = cli_without_torch(["sample", str(export), "--prime", "The", "--num", "3", "--length",
                              "30", "--seed", "1"])
@@ -148,6 +152,9 @@ def test_a_hostile_export_is_refused_in_one_line(exports, tmp_path):
     meta = json.loads((export / "export.json").read_text())
     (export / "export.json").write_text(json.dumps({**meta, "tokenizer_file": "../../etc/passwd"}))
     with pytest.raises(CheckpointError, match="plain names"):
+        load_export(export)
+    (export / "export.json").write_text(json.dumps({**meta, "kind": {"framing": "stream"}}))
+    with pytest.raises(CheckpointError, match="export the run again"):
         load_export(export)
     (export / "export.json").write_text(json.dumps(meta))
     (export / "tokenizer.json").unlink()

@@ -36,7 +36,7 @@ class Batcher:
         if not self.net.kind.windowed:  # one decoder (weights packed once) for every row
             dtype = decode_dtype(self.device, max_active, model.config.model.hidden_size, precision)
             self.decoder = Decoder(self.net, dtype, rows=max_active)
-        self.engine = Engine(TorchOps(self.device), self.net.vocab_size, model.tokenizer)
+        self.engine = Engine(TorchOps(self.device), self.net.kind, model.tokenizer)
         self._cond = threading.Condition()
         self._waiting: deque[Generation] = deque()
         self._active_count = 0

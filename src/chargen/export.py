@@ -80,6 +80,7 @@ def write_export(net: RNNLanguageModel, tokenizer: Tokenizer, data: DataConfig, 
         (write_window_model if net.kind.windowed else write_step_model)(net, staging / MODEL_FILE)
         (staging / TOKENIZER).write_text(save_tokenizer_json(tokenizer) + "\n", encoding="utf-8")
         meta = _metadata(net.config, tokenizer, data, source or {})
+        meta["kind"] = net.kind.as_dict()
         if net.kind.windowed:
             meta.update(inputs=["ids"], window=net.kind.window, pad_id=net.kind.pad_id)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -50,6 +50,21 @@ class RunKind:
         return self.window if self.batching == "window" else 1
 
     @property
+    def end_id(self) -> int | None:
+        """The id that ends a document: a sample stops there. The two markers are the last
+        two ids of a document run's vocabulary ([start], then [end])."""
+        return self.vocab_size - 1 if self.documents else None
+
+    @property
+    def start_id(self) -> int | None:
+        return self.vocab_size - 2 if self.documents else None
+
+    def as_dict(self) -> dict:
+        """What an export records of the kind (RunKind(**that) rebuilds it)."""
+        return {"batching": self.batching, "window": self.window, "layout": self.layout,
+                "vocab_size": self.vocab_size}
+
+    @property
     def prime_tokens(self) -> int:
         """How many tokens a random prompt takes (documents: none, a unit starts at [start])."""
         return 0 if self.documents else self.window if self.windowed else PRIME_TOKENS

@@ -6,6 +6,8 @@ without return_sequences does; only they may be bidirectional.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -28,7 +30,7 @@ class RNNLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.vocab_size = vocab_size
-        self.kind = kind
+        self.kind = replace(kind, vocab_size=vocab_size)  # one vocabulary: the model's
         rows = vocab_size + (kind.pad_id is not None)
         if config.input_encoding == "embedding":
             self.embedding = nn.Embedding(rows, config.embedding_dim, padding_idx=kind.pad_id)

@@ -21,6 +21,7 @@ from .errors import ChargenError, CheckpointError, ConfigError
 from .files import plain_name, read_json
 from .generate.engine import Engine, Generation, generate_alone
 from .generate.nplogits import NumpyOps
+from .kinds import RunKind
 from .pieces import SampleMethods
 from .tokenizer import encode_prompt
 
@@ -64,6 +65,19 @@ def _session(model_path: Path):
                               "export the run again") from None
 
 
+def _kind(meta: dict, tokenizer) -> RunKind:
+    """The run's kind as the export recorded it; exports written before it was recorded say
+    it by their window and their tokenizer's document markers."""
+    if "kind" in meta:
+        try:
+            return RunKind(**meta["kind"])
+        except TypeError:
+            raise CheckpointError("the export's record of its run kind is not one this chargen "
+                                  "reads: export the run again") from None
+    batching = "window" if "window" in meta else "documents" if document_unit(tokenizer) else "stream"
+    return RunKind(batching, meta.get("window", 0), vocab_size=meta["vocab_size"])
+
+
 class ExportedModel(SampleMethods):
     """An ONNX export, loaded for generation; generate/sample as api.LanguageModel's."""
 
@@ -78,6 +92,7 @@ class ExportedModel(SampleMethods):
         self.session = _session(self.path / _member(self.meta, "model_file"))
         self.state_names = state_names(self.meta["cell"])
         self.output_names = ["logits", *(f"{name}_out" for name in self.state_names)]
+        self.kind = _kind(self.meta, self.tokenizer)
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
         shape = (self.meta["num_layers"], batch, self.meta["hidden_size"])
@@ -92,7 +107,7 @@ class ExportedModel(SampleMethods):
 
     def reader(self, prompt: np.ndarray, rows: int):
         """The reader for `rows` samples continuing `prompt` ((prompt_len,) ids)."""
-        if "window" in self.meta:
+        if self.kind.windowed:
             return _WindowReader(self, prompt, rows)
         return _StepReader(self, prompt, rows)
 
@@ -120,7 +135,7 @@ class ExportedModel(SampleMethods):
         yield from self._generate(prompt, config, "ids")
 
     def _generate(self, prompt: np.ndarray, config: SampleConfig, wanted: str = "pieces"):
-        engine = Engine(NumpyOps(), self.meta["vocab_size"], self.tokenizer)
+        engine = Engine(NumpyOps(), self.kind, self.tokenizer)
         reader = self.reader(prompt, config.num)
         yield from generate_alone(engine, Generation(prompt, config), reader, wanted)
 
@@ -147,9 +162,9 @@ class _WindowReader:
     token (readers.Rereading's way)."""
 
     def __init__(self, model: ExportedModel, prompt: np.ndarray, rows: int):
-        window, self.session = model.meta["window"], model.session
+        window, self.session = model.kind.window, model.session
         tail = prompt[-window:]
-        self.windows = np.full((rows, window), model.meta["pad_id"], dtype=np.int64)
+        self.windows = np.full((rows, window), model.kind.pad_id, dtype=np.int64)
         self.windows[:, window - len(tail):] = tail
         self.logits = self._read()
 

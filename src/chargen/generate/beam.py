@@ -83,7 +83,7 @@ def beam_search(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
     beams = _Beams(model, prompt, config)
     bias = None if bias is None else bias.to(beams.scores.device)
     finished: list[Hypothesis] = []
-    end_id = getattr(tokenizer, "end_id", None)  # a document run's [end] finishes a beam
+    end_id = model.kind.end_id  # a document run's [end] finishes a beam
     for _ in range(config.length):
         totals = beams.candidates(bias, config.repetition_penalty)
         top = torch.topk(totals.flatten(), min(2 * width, totals.numel()))

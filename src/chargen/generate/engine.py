@@ -50,7 +50,8 @@ class Generation:
         self.group = (True, 0, 1.0) if self.greedy else (False, settings.top_k, settings.top_p)
         self.temperatures = [settings.temperature] * self.num
 
-    def start(self, tokenizer, ops, vocab: int) -> None:
+    def start(self, tokenizer, ops, kind) -> None:
+        vocab = kind.vocab_size
         seed = self.settings.seed if self.settings.seed is not None else secrets.randbits(63)
         self.random = np.random.default_rng(seed)
         self.seen = None  # with a repetition penalty: the ids each sample's text holds
@@ -60,7 +61,7 @@ class Generation:
                          else [tokenizer.stream_decoder() for _ in range(self.num)])
         self.watches = [StopWatch(self.settings.stop) for _ in range(self.num)]
         self.started, self._block, self._used = time.perf_counter(), None, 0
-        self.end_id = getattr(tokenizer, "end_id", None)  # a document run's [end]
+        self.end_id = kind.end_id  # a document run's [end]
         self.ended = [False] * self.num
 
     def next_uniforms(self) -> np.ndarray:
@@ -110,16 +111,17 @@ class Generation:
 class Engine:
     """The rows of every running generation, stepped together over one reader."""
 
-    def __init__(self, ops, vocab: int, tokenizer):
-        self.ops, self.vocab, self.tokenizer = ops, vocab, tokenizer
-        self.bias = ops.bias(vocab, tokenizer.never_sample)
+    def __init__(self, ops, kind, tokenizer):
+        """kind: the run's (kinds.RunKind): its vocabulary and its end rule."""
+        self.ops, self.kind, self.tokenizer = ops, kind, tokenizer
+        self.bias = ops.bias(kind.vocab_size, tokenizer.never_sample)
         self.running: list[Generation] = []  # in row order
         self.reader = None
         self.penalties = 0  # running generations with a repetition penalty
 
     def join(self, generation: Generation, reader) -> None:
         """Start `generation` with `reader` holding its rows (its prompt read)."""
-        generation.start(self.tokenizer, self.ops, self.vocab)
+        generation.start(self.tokenizer, self.ops, self.kind)
         if generation.settings.length == 0:
             generation.finish()
             return
@@ -246,11 +248,11 @@ class Engine:
     def _check_ids(self, ids: list[int], failed: dict) -> None:
         """A row whose probabilities were not finite draws an id past the vocabulary: its
         generation fails (and its rows leave before the next step reads them)."""
-        if max(ids) < self.vocab:  # the usual case, at the cost of one max()
+        if max(ids) < self.kind.vocab_size:  # the usual case, at the cost of one max()
             return
         offset = 0
         for generation in self.running:
-            if max(ids[offset : offset + generation.num]) >= self.vocab:
+            if max(ids[offset : offset + generation.num]) >= self.kind.vocab_size:
                 failed.setdefault(generation, NOT_FINITE)
             offset += generation.num
 

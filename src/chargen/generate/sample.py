@@ -23,7 +23,6 @@ def generate_text(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
 class _IdsOnly:
     """Stands in for a tokenizer where only the ids are wanted."""
 
-    end_id = None
     stream_decoder = None  # no text is made
 
     def __init__(self, banned: Sequence[int]):
@@ -44,5 +43,5 @@ def _generate(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor, config: 
     device = next(model.parameters()).device
     prompt = prompt.to(device)
     reader = reader_for(model, prompt, config.num, config.precision, config.length)
-    engine = Engine(TorchOps(device), model.vocab_size, tokenizer)
+    engine = Engine(TorchOps(device), model.kind, tokenizer)
     yield from generate_alone(engine, Generation(prompt, config), reader, wanted)
