@@ -10,8 +10,9 @@ The rule, in two steps:
 1. Size: the largest candidate that (a) sees at least CHARS_PER_PARAM training characters per
    recurrent parameter within the budget (else it stays undertrained) and (b) has at most
    PARAMS_PER_TOKEN recurrent parameters per training token (else it memorises the corpus).
-2. Regularisation from the epochs that model will make over the corpus: the more times it
-   sees each character, the stronger the dropout (REGULARISATION tiers).
+2. Regularisation from the memorisation pressure: the epochs that model will make over the
+   corpus times its parameters per training token; the higher, the stronger the dropout
+   (REGULARISATION tiers).
 """
 
 from __future__ import annotations
@@ -50,14 +51,19 @@ PARAMS_PER_TOKEN = 20.0
 # default recipe passed 1.7 nats/char on tiny Shakespeare after ~2M characters, and 1.55 on
 # python-docs after ~1M (benchmarks/RESULTS.md, 3-minute runs and the demo on AVX2 emulation).
 USEFUL_CHARS = 2_000_000
-# (fewest epochs, settings): the last tier whose epochs the run reaches applies.
+# Memorisation pressure: the epochs a run makes times its recurrent parameters per training
+# token. A model memorises sooner the more often it sees each character and the more parameters
+# it has for each; epochs alone misjudged the size: at ~15 epochs a 1x256 (0.33 parameters per
+# token of tiny Shakespeare) lost 0.037 nats/char to the medium tier it was given (pressure 5),
+# while a 2x768 (7.3 per token) memorised under medium at 21 epochs (pressure 150).
+# (lowest pressure, settings): the last tier the run reaches applies.
 REGULARISATION = (
     (0.0, {"dropout": 0.1}),
-    (4.0, {"dropout": 0.25}),  # chargen's defaults (tiny Shakespeare, 10 minutes)
-    (15.0, {"dropout": 0.3, "locked_dropout": True, "weight_drop": 0.2,
+    (8.0, {"dropout": 0.25}),  # 2x256 on tiny Shakespeare, 10 minutes of fp32 on 2 cores
+    (20.0, {"dropout": 0.3, "locked_dropout": True, "weight_drop": 0.2,
             "embedding_dropout": 0.05, "seq_len_jitter": 0.2}),
-    (40.0, {"dropout": 0.4, "locked_dropout": True, "weight_drop": 0.4,
-            "embedding_dropout": 0.1, "seq_len_jitter": 0.2}),
+    (100.0, {"dropout": 0.4, "locked_dropout": True, "weight_drop": 0.4,
+             "embedding_dropout": 0.1, "seq_len_jitter": 0.2}),
 )
 # A large vocabulary (CJK characters, words: the embedding and output layer rival the
 # recurrent stack in size) is limited by how often each symbol is seen, not by memorisation: measured
@@ -121,11 +127,12 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
         if seen >= CHARS_PER_PARAM * trained and params <= PARAMS_PER_TOKEN * train_tokens:
             break  # the largest that fits both limits; else the smallest
     epochs = seen / max(train_tokens, 1)
+    pressure = epochs * params / max(train_tokens, 1)
     settings = {"num_layers": layers, "hidden_size": hidden}
     if large_vocabulary:
         settings.update(LARGE_VOCABULARY)
     else:
-        settings.update(next(s for low, s in reversed(REGULARISATION) if epochs >= low))
+        settings.update(next(s for low, s in reversed(REGULARISATION) if pressure >= low))
     # Small corpora: fewer streams, so an epoch has more (noisier) updates.
     settings["batch_size"] = 32 if train_tokens < 300_000 else 64
     if size:
@@ -133,7 +140,7 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
     limit = f"{budget_s:.0f} s" if math.isfinite(budget_s) else "the step limit"
     reason = (f"{train_tokens:,} training tokens, vocabulary {vocab_size}, {limit} at "
               f"~{rate:,.0f} chars/s -> {seen / 1e6:.2f}M characters = {epochs:.1f} epochs for "
-              f"{params / 1e6:.2f}M recurrent parameters")
+              f"{params / 1e6:.2f}M recurrent parameters (memorisation pressure {pressure:.1f})")
     if large_vocabulary:
         reason += (f" and {symbols / 1e6:.2f}M embedding and output ones (a large vocabulary: "
                    "sized by all of them, no dropout, a higher peak learning rate)")
