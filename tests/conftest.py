@@ -29,16 +29,16 @@ def make_text(n_chars: int, seed: int = 0) -> str:
     return "\n".join(lines)[:n_chars] + "\n"
 
 
-def cli_without_torch(argv: list[str]) -> str:
+def cli_without_torch(argv: list[str], stderr: bool = False):
     """Run the chargen CLI in a fresh interpreter, check that it exits 0 without ever importing
-    torch (the ONNX export's sampling path), and return its stdout."""
+    torch (the ONNX export's sampling path), and return its stdout (and stderr if asked)."""
     script = ("import sys\nfrom chargen.cli import main\n"
               f"rc = main({argv!r})\n"
               "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    return done.stdout
+    return (done.stdout, done.stderr) if stderr else done.stdout
 
 
 def tiny_settings(**overrides):

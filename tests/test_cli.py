@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import make_text
 
+from chargen import api
 from chargen.cli import build_parser, main
 from chargen.cli.flags import as_flags
 from chargen.config import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -48,7 +49,11 @@ def test_train_sample_eval_end_to_end(tmp_path):
 
     several = run_cli("sample", run, "--num", "3", "--length", "40", "--seed", "2")
     assert several.returncode == 0, several.stderr
-    assert several.stdout.count("--- sample") == 3
+    assert several.stderr.count("--- sample") == 3 and "--- sample" not in several.stdout
+    primes = api.load(str(run)).random_primes(3, 2)  # each sample starts from its own slice
+    assert len(set(primes)) == 3
+    places = [several.stdout.index(prime) for prime in primes]
+    assert places[0] == 0 and places == sorted(places)
 
     evaluated = run_cli("eval", run, corpus)
     assert evaluated.returncode == 0, evaluated.stderr
@@ -218,10 +223,10 @@ def test_sample_precision_and_unknown_flags(trained_run, capsys):
     assert capsys.readouterr().out.startswith("The")
     assert main(["sample", str(trained_run), "--prime", "The", "--length", "12", "--seed", "3",
                  "--precision", "int8", "--num", "2"]) == 0
-    assert capsys.readouterr().out.count("--- sample") == 2
+    assert capsys.readouterr().err.count("--- sample") == 2
     assert main(["sample", str(trained_run), "--prime", "The \u4e2d", "--unknown", "skip",
                  "--length", "5", "--num", "40", "--seed", "3"]) == 0
-    assert capsys.readouterr().out.count("--- sample") == 40
+    assert capsys.readouterr().err.count("--- sample") == 40
 
 
 def test_demo_trains_on_the_builtin_corpus_and_prints_samples(tmp_path, capsys):

@@ -101,3 +101,25 @@ def test_the_samples_shown_while_training_are_the_api_text(kind_run):
     [text] = model.sample(last["prime"], length=30, temperature=last["temperature"], seed=11,
                           precision="fp32")
     assert last["text"] == text
+
+
+def test_a_prime_per_sample_gives_each_sample_its_own_prime_s_text(kind_run):
+    """Several primes in one batch (what `chargen sample --num N` does without --prime): each
+    sample is what its prime gives alone, repetition penalty included."""
+    _, model = kind_run
+    primes = ["the quick ", "a lazy dog ", "seven wizards "]
+    request = {"length": LENGTH, "precision": "fp32", "temperature": 0, "repetition_penalty": 1.3}
+    together = model.sample(primes, num=3, **request)
+    assert together == [model.sample(prime, **request)[0] for prime in primes]
+
+
+def test_without_a_prime_each_sample_starts_from_its_own_slice(kind_run):
+    _, model = kind_run
+    primes = model.random_primes(3, seed=4)
+    assert primes[0] == model.random_prime(4)
+    if not model.document_unit:  # a document run's samples all start at [start]
+        assert len(set(primes)) == 3
+    request = {"num": 3, "length": 20, "seed": 4, "precision": "fp32"}
+    expected = model.sample(primes, **request) if not model.document_unit else \
+        model.sample("", **request)
+    assert model.sample(**request) == expected

@@ -43,9 +43,13 @@ def test_makefile_targets_exist():
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
 
 
+SERVER_BLOCK = "# with `chargen serve"
+
+
 def test_readme_python_snippets_run(tmp_path, monkeypatch):
     """Each ```python block of the README runs as written, on a small corpus and for a few
-    steps (its keywords go to chargen.train unchanged; the sizes are made tiny)."""
+    steps (its keywords go to chargen.train unchanged; the sizes are made tiny). A block that
+    talks to a running server says so in its first line and is left to test_openai.py."""
     from conftest import make_text, tiny_settings
 
     import chargen
@@ -60,6 +64,7 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     monkeypatch.setattr(chargen, "train", quick)
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    blocks = [block for block in blocks if not block.startswith(SERVER_BLOCK)]
     assert blocks
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})  # noqa: S102 - the README's own code

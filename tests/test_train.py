@@ -7,7 +7,7 @@ from conftest import make_text, tiny_settings
 from safetensors.torch import load_file
 
 from chargen import api
-from chargen.checkpoint import BEST, CONFIG, LAST, METRICS, RunDir, atomic_write
+from chargen.checkpoint import BEST, CONFIG, LAST, METRICS, TRAINER_PREFIX, RunDir, atomic_write
 from chargen.config import TrainConfig
 from chargen.errors import CheckpointError, ConfigError
 from chargen.schedule import lr_factor
@@ -68,22 +68,41 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path, trained_run):
     assert torch.equal(before, after)
 
 
-@pytest.mark.parametrize("batching", ["stream", "sequences"])
-def test_resume_is_exact(tmp_path, batching):
+@pytest.mark.parametrize("batching, ema", [("stream", 0.0), ("sequences", 0.0), ("stream", 0.9)])
+def test_resume_is_exact(tmp_path, batching, ema):
+    """With a weight average, the average resumes exactly too (its tensors are in LAST)."""
     # A constant schedule: a cosine planned for 12 steps differs from one planned for 24.
     settings = {"batching": batching, "schedule": "constant", "warmup_steps": 5, "dropout": 0.2,
-                "num_layers": 2}
+                "num_layers": 2, "ema": ema}
     straight = _train(tmp_path, "straight", max_steps=24, **settings)
     _train(tmp_path, "split", max_steps=12, **settings)
     resumed = api.train(resume=str(tmp_path / "split"), max_steps=24, quiet=True)
     assert resumed.steps == straight.steps == 24
     a = load_file(str(tmp_path / "straight" / LAST))
     b = load_file(str(tmp_path / "split" / LAST))
+    assert any(key.startswith(TRAINER_PREFIX + "average.") for key in a) == bool(ema)
     for key in a:
         assert torch.equal(a[key], b[key]), key
     val = [{r["step"]: r["val_loss"] for r in RunDir(tmp_path / name).read_metrics()
             if "val_loss" in r} for name in ("straight", "split")]
     assert val[0][10] == val[1][10] and val[0][20] == val[1][20]
+
+
+def test_a_weight_average_competes_for_the_best_weights(tmp_path):
+    # tied weights: one tensor under two names, saved in LAST all the same. A high constant
+    # rate leaves the raw weights noisy near the end, where their average does better.
+    result = _train(tmp_path, max_steps=30, ema=0.8, eval_every=5, tie_weights=True,
+                    embedding_dim=32, lr=0.1, schedule="constant")
+    records = [r for r in RunDir(result.run_dir).read_metrics() if "val_loss" in r]
+    assert all(r["val_loss"] == min(r["val_loss_raw"], r["val_loss_ema"]) for r in records)
+    assert any(r["val_loss_ema"] < r["val_loss_raw"] for r in records)  # it won at least once
+    model = api.load(str(result.run_dir))  # best: the winner's weights, in the model's layout
+    run_ids = RunDir(result.run_dir).read_ids()
+    from chargen.evaluate import evaluate_ids
+
+    val_ids = run_ids[len(run_ids) - int(len(run_ids) * 0.1):]
+    again = evaluate_ids(model.net, val_ids, model.config.data.seq_len, torch.device("cpu"))
+    assert again.nats == pytest.approx(min(r["val_loss"] for r in records), rel=1e-5)
 
 
 def test_resume_refuses_a_conflicting_model_flag(tmp_path):
@@ -238,3 +257,51 @@ def test_an_unchanged_corpus_reuses_the_token_ids_of_a_sibling_run(tmp_path, mon
     (tmp_path / "book.txt").write_text(make_text(6000, seed=9))  # changed: read it again
     third = api.train("book.txt", quiet=True, **tiny_settings(max_steps=2))
     assert not np.array_equal(RunDir(third.run_dir).read_ids(), a.read_ids())
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_api_shows_progress_without_logging_configured(tmp_path, quiet):
+    """A script or notebook that never configured logging sees training progress on stderr,
+    unless it asks for quiet; its stdout stays its own."""
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(3000), encoding="utf-8")
+    settings = tiny_settings(max_steps=6, eval_every=3, log_every=2)
+    code = (f"import chargen\nchargen.train({str(corpus)!r}, {str(tmp_path / 'run')!r}, "
+            f"quiet={quiet}, **{settings!r})\nprint('done')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+    shown = "validation" in done.stderr and "step 2" in done.stderr
+    assert shown != quiet
+
+
+def test_more_trains_that_much_longer_than_the_run_has(tmp_path):
+    first = _train(tmp_path, max_steps=4)
+    longer = api.train(resume=str(first.run_dir), more="1s", quiet=True)
+    assert longer.steps > first.steps  # the run's step limit gave way to the time budget
+    assert longer.elapsed >= first.elapsed + 1.0
+
+
+def test_a_max_time_the_run_has_used_says_how_to_train_more(tmp_path):
+    first = _train(tmp_path, max_steps=4)
+    before = (first.run_dir / LAST).read_bytes()
+    with pytest.raises(ConfigError, match="--more"):
+        api.train(resume=str(first.run_dir), max_time=first.elapsed / 2, quiet=True)
+    with pytest.raises(ConfigError, match="give one"):
+        api.train(resume=str(first.run_dir), max_time=60, more=60, quiet=True)
+    with pytest.raises(ConfigError, match="resume"):
+        api.train(str(tmp_path / "corpus.txt"), str(tmp_path / "new"), more=60, quiet=True)
+    assert (first.run_dir / LAST).read_bytes() == before
+
+
+def test_progress_comes_at_least_every_few_seconds_whatever_log_every(tmp_path, monkeypatch):
+    from chargen import trainer
+
+    monkeypatch.setattr(trainer, "LOG_SECONDS", 0.0)  # every step is "a few seconds" later
+    result = _train(tmp_path, max_steps=6, log_every=1000)
+    steps = [r["step"] for r in RunDir(result.run_dir).read_metrics() if "train_loss" in r]
+    assert steps == list(range(1, 7))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .autoconfig import auto_configure
 from .checkpoint import (
@@ -39,7 +38,10 @@ from .model import (
     estimate_parameters,
     estimate_training_bytes,
 )
+from .progress import shows_progress
 from .resources import check_fits
+from .result import TrainResult
+from .run_state import check_steps_left, time_budget
 from .runlock import RunLock
 from .runtime import resolve_precision, seed_everything
 from .threads import ThreadGovernor
@@ -55,34 +57,24 @@ DEFAULT_MAX_TIME = 600.0
 _FIXED_ON_RESUME = ("model", "data")
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    steps: int
-    elapsed: float
-    best_val: float
-    best_step: int
-    best_train: float = float("inf")  # the lowest epoch-mean training loss
-    best_train_step: int = -1
-
-    @property
-    def best_bits(self) -> float:
-        return self.best_val / np.log(2)
-
-
+@shows_progress
 def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None, *,
           resume: str | None = None, init_from: str | None = None, extend_vocab: bool = False,
           unknown: str = "error", config: RunConfig | None = None, quiet: bool = False,
-          auto: bool = True, **overrides: Any) -> TrainResult:
+          auto: bool = True, more: float | str | None = None, **overrides: Any) -> TrainResult:
     """Train a new run on `corpus` (paths, builtin:NAME or a Corpus), or continue `resume`.
     Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600.
     `init_from` starts from a trained run's weights (fine-tuning): characters it never saw
     are an error, added with `extend_vocab`, or trained as unknown with unknown='replace'.
     `auto` (as on the command line) chooses the model size, regularisation and batch the
     overrides leave open (autoconfig.py); the choice is stored in the run's config.json. A
-    whole `config`, like a preset, is taken as it is; so is a fine-tuning base's."""
+    whole `config`, like a preset, is taken as it is; so is a fine-tuning base's.
+    `more` (with `resume`): train this much longer (seconds, or a duration such as "5m") than
+    the run has trained so far; a `max_time` counts from the run's start."""
     if resume is not None:
-        return _resume(resume, overrides, quiet)
+        return _resume(resume, overrides, quiet, more)
+    if more is not None:
+        raise ConfigError("more= continues a run: give resume= too (a new run takes max_time)")
     base = load_base(init_from) if init_from is not None else None
     choosing = auto and base is None and config is None  # a whole config or a base is kept
     if base is not None:
@@ -263,10 +255,11 @@ def _fit(trainer: Trainer) -> TrainResult:
                        p.best_train, p.best_train_step)
 
 
-def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
+def _resume(path: str, overrides: dict[str, Any], quiet: bool, more) -> TrainResult:
     run = RunDir(path).check_exists()
     config = run.read_config()
     given = {k: v for k, v in overrides.items() if v is not None}
+    given.update(time_budget(run, config, given.get("max_time"), more))
     for section in _FIXED_ON_RESUME:
         current = getattr(config, section)
         for name, value in given.items():
@@ -276,6 +269,9 @@ def _resume(path: str, overrides: dict[str, Any], quiet: bool) -> TrainResult:
                                   f" {section} settings come from the run; drop the flag or start "
                                   "a new run")
     config = config.with_overrides(given).validate()
+    if more is not None:  # a time budget: the run's step or epoch limit no longer applies
+        limits = {k: given.get(k) for k in ("max_steps", "epochs")}
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **limits))
     world, device = join(config.train.device)
     lock = RunLock(run.path).acquire() if world.is_main else None  # before touching any file
     with lock or contextlib.nullcontext():
@@ -297,13 +293,6 @@ def _resume_locked(run: RunDir, config: RunConfig, quiet: bool, world: World,
                              device, governor)
     if run.file(LAST).exists():
         trainer.restore()
-        _check_steps_left(run, trainer.progression.step, config.train.max_steps)
+        check_steps_left(run, trainer.progression.step, config.train.max_steps)
         log.info("resuming %s at step %d", run.path, trainer.progression.step)
     return _fit(trainer)
-
-
-def _check_steps_left(run: RunDir, step: int, max_steps: int | None) -> None:
-    if max_steps is not None and step >= max_steps:
-        raise ConfigError(f"{run.path} is already at step {step:,}, and --max-steps {max_steps:,} "
-                          f"counts from the run's start: nothing to train; pass a --max-steps "
-                          f"above {step:,}")

@@ -95,7 +95,9 @@ class Batcher:
 
     def _join(self, generation: Generation) -> None:
         try:
-            prompt = generation.prompt.to(self.device)
+            prompt = generation.prompt  # one for every row, or one per row
+            prompt = ([p.to(self.device) for p in prompt] if isinstance(prompt, list)
+                      else prompt.to(self.device))
             if self.decoder is None:
                 kind = self.net.kind
                 windows = initial_windows(prompt, generation.num, kind.window, kind.pad_id)

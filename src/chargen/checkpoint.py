@@ -260,13 +260,13 @@ def checkpoint_info(path: Path, limit: int | None = None) -> dict:
 
 def checkpoint_limit(config: RunConfig, vocab_size: int) -> int:
     """The largest file a checkpoint of this run can be: float32 weights (a tied embedding
-    saved twice), two Adam moments, the carried recurrent state of up to 256 processes'
+    saved twice), two Adam moments, a weight average, the carried recurrent state of up to 256 processes'
     streams, and the header."""
     parameters = estimate_parameters(config.model, vocab_size)
     model = config.model
     directions = 2 if model.bidirectional else 1
     carried = 2 * model.num_layers * directions * model.hidden_size * config.data.batch_size * 256
-    return 4 * (4 * parameters + carried) + (16 << 20)
+    return 4 * (5 * parameters + carried) + (16 << 20)
 
 
 def read_header(path: Path, limit: int | None = None) -> dict:

@@ -4,16 +4,18 @@ behind sample() and generate(), the loss on a text, and what a run directory hol
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import plot
 from .checkpoint import LAST, RunDir, checkpoint_info, checkpoint_limit, fit_weights, load_checkpoint
-from .config import RunConfig, SampleConfig
+from .config import AdaptConfig, RunConfig, SampleConfig
 from .corpus import load_corpus
 from .documents import document_prompt, document_unit
+from .dynamic import adapted_copy
 from .errors import ConfigError
 from .evaluate import Evaluation, evaluate_ids
 from .generate.beam import beam_search
@@ -44,6 +46,26 @@ class LanguageModel(SampleMethods):
         self.net, self.tokenizer, self.config, self.run = net, tokenizer, config, run
 
     @property
+    def history(self) -> list[dict]:
+        """The run's metrics as records (metrics.jsonl)."""
+        return plot.history(self.run.path)
+
+    def plot(self):
+        """The run's loss curves as a matplotlib figure (inline in a notebook)."""
+        return plot.loss_figure([str(self.run.path)])
+
+    def _repr_html_(self) -> str:
+        model = self.config.model
+        rows = [("model", f"{model.cell.upper()} {model.num_layers}x{model.hidden_size}, "
+                          f"{estimate_parameters(model, self.net.vocab_size):,} parameters"),
+                ("vocabulary", f"{self.net.vocab_size:,} ({self.tokenizer.kind})"),
+                ("kind", self.net.kind.batching)]
+        best = [r["val_loss"] for r in self.history if r.get("best") and "val_loss" in r]
+        if best:
+            rows.append(("best validation", f"{min(best):.4f} nats"))
+        return plot.summary_html(f"chargen model {self.run.path}", rows, self.run.path)
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
@@ -68,12 +90,20 @@ class LanguageModel(SampleMethods):
         """A slice of the training text starting at a line start (tutorial B's random seed),
         cut at whole tokens: 64 of them, or a whole window for window models. Slices holding
         the unknown token (rare words or characters the vocabulary left out) are passed over."""
+        return self.random_primes(1, seed, length)[0]
+
+    def random_primes(self, num: int, seed: int | None = None,
+                      length: int | None = None) -> list[str]:
+        """`num` such slices, each drawn afresh (the first is random_prime's for this seed)."""
         if self.net.kind.documents:  # samples start at [start]: a whole unit each
-            return ""
+            return [""] * num
         length = length or self.net.kind.prime_tokens
         ids = self.run.read_ids()
         usable = len(ids) - int(len(ids) * self.config.data.val_fraction)
         rng = np.random.default_rng(seed)
+        return [self._slice(ids, usable, length, rng) for _ in range(num)]
+
+    def _slice(self, ids, usable: int, length: int, rng: np.random.Generator) -> str:
         unknown = self.tokenizer.unknown_id
         for _ in range(PRIME_TRIES):
             start = int(rng.integers(0, max(1, usable - 2 * length)))
@@ -84,35 +114,78 @@ class LanguageModel(SampleMethods):
         # a cut inside a UTF-8 sequence (byte runs) decodes to U+FFFD at the ends
         return self.tokenizer.decode(prime[prime != unknown]).strip("\ufffd")
 
-    def generate_batch(self, prime: str | None = None, **settings: Any) -> Iterator[list[str]]:
-        """Yields one text piece per sample per step; settings are SampleConfig fields."""
+    def generate_batch(self, prime: str | Sequence[str] | None = None,
+                       **settings: Any) -> Iterator[list[str]]:
+        """Yields one text piece per sample per step; settings are SampleConfig fields.
+        `prime`: one text for every sample, one per sample (a list of num), or None: random
+        slices of the training text, a different one for each sample."""
         config = SampleConfig(**settings).validate()
         if prime is None:
-            prime = self.random_prime(config.seed)
-        prompt = self.prompt_ids(prime, config.unknown)
+            prime = self.random_primes(config.num, config.seed)
+            prime = prime[0] if config.num == 1 or config.beam or self.net.kind.documents else prime
+        if isinstance(prime, str):
+            prompt = self.prompt_ids(prime, config.unknown)
+        else:
+            prompt = self._prompts(list(prime), config)
         if config.beam:  # the search ends before any text is final: one piece per sample
             yield [h.text for h in beam_search(self.net, self.tokenizer, prompt, config)]
             return
         yield from generate_text(self.net, self.tokenizer, prompt, config)
 
-    def evaluate(self, text: str, allow_unknown: bool = False) -> Evaluation:
+    def _prompts(self, primes: list[str], config: SampleConfig) -> list[torch.Tensor]:
+        if len(primes) != config.num or not all(isinstance(p, str) for p in primes):
+            raise ConfigError(f"prime: one text, or a list of one text per sample (num="
+                              f"{config.num}; got {len(primes)} items)")
+        if config.beam:
+            raise ConfigError("beam search continues one prompt: give one prime")
+        return [self.prompt_ids(p, config.unknown) for p in primes]
+
+    def evaluate(self, text: str, allow_unknown: bool = False, dynamic: bool = False,
+                 **adapt: Any) -> Evaluation:
         """Loss on `text`. Characters the run never saw are scored as its unknown id, which
         makes the figure incomparable: above UNKNOWN_LIMIT of the text (char level) this is
-        refused unless `allow_unknown`; the share is in the result either way."""
+        refused unless `allow_unknown`; the share is in the result either way. `dynamic`:
+        the loss while a copy of the weights adapts to the text as it is read (dynamic.py;
+        `adapt`: AdaptConfig's settings); the run's weights are not changed."""
+        settings = _adapt_settings(adapt, dynamic, "dynamic=True")
         ids = self.tokenizer.encode(text)
         unknown = int(np.count_nonzero(ids == self.tokenizer.unknown_id))
         if self.tokenizer.kind == "char" and not allow_unknown:
             _check_unknown_share(unknown, len(ids), lambda: self.tokenizer.unknown_chars(text))
-        if self.document_unit:
+        if self.document_unit and not dynamic:
             result = self._evaluate_documents(ids)
         else:
+            self._check_stream("dynamic evaluation" if dynamic else None)
             if len(ids) < 2:
                 raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
-            result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
+            if dynamic:
+                _, result = adapted_copy(self.net, ids, settings, self.device)
+            else:
+                result = evaluate_ids(self.net, ids, self.config.data.seq_len, self.device)
             # Per character too (for word tokens): total nats over the characters scored.
             covered = len(self.tokenizer.decode(ids[1 : result.tokens + 1]))
             result = dataclasses.replace(result, characters=covered, unit=self.tokenizer.unit)
         return dataclasses.replace(result, unknown=unknown, text_tokens=len(ids))
+
+    def adapt(self, text: str, **adapt: Any) -> LanguageModel:
+        """A copy of this model whose weights have read `text` as dynamic evaluation does
+        (AdaptConfig's settings), to generate in its style; this model is not changed."""
+        settings = _adapt_settings(adapt, True, "")
+        self._check_stream("adapting to a text")
+        ids = encode_prompt(self.tokenizer, text, "skip")
+        if len(ids) < 2:
+            raise ConfigError(f"the text to adapt to needs at least two {self.tokenizer.unit}s "
+                              "the run knows")
+        net, _ = adapted_copy(self.net, ids, settings, self.device)
+        return LanguageModel(net, self.tokenizer, self.config, self.run)
+
+    def _check_stream(self, what: str | None) -> None:
+        """Adapting reads the text as one stream with the state carried: not a window or
+        document run's way of reading."""
+        if what and (self.net.kind.windowed or self.net.kind.documents):
+            raise ConfigError(f"{what} reads the text as one stream with the state carried; a "
+                              f"{self.net.kind.batching} run reads its text otherwise: use a "
+                              "stream or sequences run")
 
     def _evaluate_documents(self, ids: np.ndarray) -> Evaluation:
         """Per token over the text's units, each read from [start], [end] predictions included;
@@ -125,6 +198,16 @@ class LanguageModel(SampleMethods):
         result = evaluate_ids(self.net, docs, self.config.data.seq_len, self.device)
         return dataclasses.replace(result, characters=len(self.tokenizer.decode(ids)),
                                    unit=self.tokenizer.unit)
+
+
+def _adapt_settings(adapt: dict, wanted: bool, needs: str) -> AdaptConfig:
+    if adapt and not wanted:
+        raise ConfigError(f"{', '.join(sorted(adapt))} apply only with {needs}")
+    unknown = sorted(set(adapt) - {f.name for f in dataclasses.fields(AdaptConfig)})
+    if unknown:
+        raise ConfigError(f"unknown adapt setting(s): {', '.join(unknown)} (known: adapt_lr, "
+                          "adapt_decay, adapt_segment)")
+    return AdaptConfig(**adapt).validate()
 
 
 UNKNOWN_LIMIT = 0.01  # of the text's tokens: more unseen characters than this are refused
@@ -175,11 +258,16 @@ def run_info(path: str) -> dict[str, Any]:
     return info
 
 
-def evaluate_text(path: str, text_paths: list[str] | str, allow_unknown: bool = False
-                  ) -> Evaluation:
-    """Loss of a trained run on some text, cleaned as the run's corpus was."""
+def evaluate_text(path: str, text_paths: list[str] | str, allow_unknown: bool = False,
+                  dynamic: bool = False, **adapt: Any) -> Evaluation:
+    """Loss of a trained run on some text, cleaned as the run's corpus was (`dynamic`, `adapt`:
+    as LanguageModel.evaluate)."""
     model = load(path)
+    return model.evaluate(read_text(model, text_paths), allow_unknown, dynamic, **adapt)
+
+
+def read_text(model: LanguageModel, text_paths: list[str] | str) -> str:
+    """Files or directories of text, cleaned as the run's corpus was."""
     data = model.config.data
-    corpus = load_corpus(text_paths, data.encoding, data.normalize_newlines,
-                         data.strip_gutenberg, data.lowercase, data.strip_punctuation)
-    return model.evaluate(corpus.text, allow_unknown)
+    return load_corpus(text_paths, data.encoding, data.normalize_newlines, data.strip_gutenberg,
+                       data.lowercase, data.strip_punctuation).text

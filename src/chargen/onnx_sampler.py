@@ -122,6 +122,9 @@ class ExportedModel(SampleMethods):
         config = SampleConfig(**settings).validate()
         if config.beam:  # it was ignored here: the export sampled instead, silently
             raise ConfigError(NO_BEAM)
+        if prime is not None and not isinstance(prime, str):
+            raise ConfigError("an ONNX export continues one prime for all its samples: give "
+                              "one text (sample the run itself for a prime per sample)")
         if self.document_unit:
             prompt = document_prompt_ids(self.tokenizer, prime, config.unknown)
         elif prime is None:

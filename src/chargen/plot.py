@@ -1,10 +1,12 @@
 """`chargen plot`: training and validation loss of one or more runs, in bits per character,
-against steps and against training time, written as a PNG."""
+against steps and against training time, written as a PNG (or returned as a figure, which a
+notebook shows inline); a run's metrics as records; its short HTML summary for notebooks."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 from .checkpoint import RunDir
@@ -120,12 +122,20 @@ def _check_replaceable(target: Path) -> None:
 def plot_runs(paths: list[str], out: str | None = None) -> Path:
     """Draw the runs' loss curves (several overlaid) into a PNG; -> its path. The default
     path is loss.png inside the first run's directory."""
-    figure_class = _figure_class()
-    runs = [load_curves(path) for path in paths]
     target = Path(out) if out is not None else Path(paths[0]) / DEFAULT_NAME
     if target.parent and not target.parent.is_dir():
         raise ChargenError(f"cannot write {target}: {target.parent} is not a directory")
     _check_replaceable(target)
+    figure = loss_figure(paths)
+    with atomic_file(target) as handle:
+        figure.savefig(handle, format="png", dpi=110)
+    return target
+
+
+def loss_figure(paths: list[str]):
+    """The runs' loss curves as a matplotlib Figure (a notebook displays it inline)."""
+    figure_class = _figure_class()
+    runs = [load_curves(path) for path in paths]
     figure = figure_class(figsize=(13, 5), layout="constrained")
     by_step, by_time = figure.subplots(1, 2, sharey=True)
     unit, scale = _time_unit(max(p[1] for run in runs for p in run.train + run.val))
@@ -138,6 +148,38 @@ def plot_runs(paths: list[str], out: str | None = None) -> Path:
     by_step.set_title("loss against steps")
     by_time.set_title("loss against training time")
     _legend(by_step, runs)
-    with atomic_file(target) as handle:
-        figure.savefig(handle, format="png", dpi=110)
-    return target
+    return figure
+
+
+def history(path: str | Path) -> list[dict]:
+    """The run's metrics, one record per line of metrics.jsonl (Keras users' `history`)."""
+    return RunDir(path).check_exists().read_metrics()
+
+
+def history_frame(path: str | Path):
+    """history() as a pandas DataFrame (pandas is not a dependency: installed by the user)."""
+    try:
+        import pandas
+    except ImportError:
+        raise ChargenError("a DataFrame needs pandas: pip install pandas (or use .history, "
+                           "a list of records)") from None
+    return pandas.DataFrame.from_records(history(path))
+
+
+def summary_html(title: str, rows: list[tuple[str, str]], path: str | Path) -> str:
+    """A short HTML table (a notebook's rich display of a run or a model) with a small
+    validation curve when the run has one."""
+    cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>"
+                    f"{escape(v)}</td></tr>" for k, v in rows)
+    values = [r["val_loss"] for r in history(path) if "val_loss" in r]
+    curve = _sparkline(values) if len(values) > 1 else ""
+    return f"<div><b>{escape(title)}</b>{curve}<table>{cells}</table></div>"
+
+
+def _sparkline(values: list[float], width: int = 240, height: int = 48) -> str:
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    points = " ".join(f"{i * width / (len(values) - 1):.1f},{(high - v) * height / span:.1f}"
+                      for i, v in enumerate(values))
+    return (f"<div><svg width='{width}' height='{height + 4}'><polyline points='{points}' "
+            "fill='none' stroke='steelblue' stroke-width='2'/></svg> validation loss</div>")

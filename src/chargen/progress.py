@@ -1,13 +1,51 @@
-"""Training progress on stderr: a live tqdm bar on a terminal, plain lines otherwise."""
+"""Training progress on stderr: a live tqdm bar on a terminal, a progress widget in a notebook,
+plain lines otherwise (logs, CI)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
 log = logging.getLogger("chargen")
+
+
+@contextmanager
+def shown(quiet: bool):
+    """chargen's progress lines on stderr for the length of an API call, when the caller has
+    configured no logging (a script or a notebook): without this they would go nowhere."""
+    if quiet or log.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+def shows_progress(function):
+    """Decorates an API function that takes `quiet`: its progress is shown unless quiet."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with shown(kwargs.get("quiet", False)):
+            return function(*args, **kwargs)
+    return wrapper
+
+
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (its stderr is no terminal, but it shows widgets)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def format_duration(seconds: float) -> str:
@@ -31,9 +69,12 @@ class Progress:
         self.start_step, self.start_elapsed = step, elapsed
         self.last_val = ""
         self.bar = None
-        if not quiet and sys.stderr.isatty():
-            self.bar = tqdm(total=total_steps, initial=step, unit="step", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
+        if not quiet and (sys.stderr.isatty() or in_notebook()):
+            from tqdm.auto import tqdm as widget_or_text  # a widget in a notebook
+
+            bar = widget_or_text if in_notebook() else tqdm
+            self.bar = bar(total=total_steps, initial=step, unit="step", file=sys.stderr,
+                           dynamic_ncols=True, leave=True)
 
     def __enter__(self):
         return self

@@ -13,11 +13,21 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import LAST, RunDir, checkpoint_limit, fit_weights, load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .checkpoint import (
+    LAST,
+    RunDir,
+    checkpoint_info,
+    checkpoint_limit,
+    fit_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import RunConfig, parse_duration
+from .config.checks import positive
 from .distributed import World
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .model import RNNLanguageModel
+from .progress import format_duration
 
 log = logging.getLogger("chargen")
 
@@ -41,9 +51,10 @@ class Progression:
 
 
 def restore_state(run: RunDir, config: RunConfig, model: RNNLanguageModel,
-                  optimizer: torch.optim.Optimizer, world: World, device: torch.device):
-    """Load the last checkpoint into the model and optimiser; -> (this rank's carried stream
-    state or None, the Progression)."""
+                  optimizer: torch.optim.Optimizer, world: World, device: torch.device,
+                  average=None):
+    """Load the last checkpoint into the model, optimiser and weight average (averaging.py);
+    -> (this rank's carried stream state or None, the Progression)."""
     weights, tensors, info = load_checkpoint(run.file(LAST), checkpoint_limit(config, model.vocab_size))
     if "progression" not in info:
         raise CheckpointError(f"{run.file(LAST)} holds no trainer state; cannot resume")
@@ -55,6 +66,8 @@ def restore_state(run: RunDir, config: RunConfig, model: RNNLanguageModel,
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": info["optimizer_groups"]})
     torch.set_rng_state(tensors["rng"])
+    if average is not None:
+        average.restore({k: v.to(device) for k, v in tensors.items()})
     carried = [tensors[k] for k in sorted(tensors) if k.startswith("carried.")]
     return (_my_rows(carried, config.data.batch_size, world, device),
             Progression(**info["progression"]))
@@ -77,8 +90,9 @@ def _my_rows(carried: list[torch.Tensor], batch: int, world: World, device: torc
 
 
 def save_state(run: RunDir, model: RNNLanguageModel, optimizer: torch.optim.Optimizer,
-               progression: Progression, carried) -> None:
-    """The last checkpoint: weights, optimiser, generator, carried state (all ranks' rows)."""
+               progression: Progression, carried, average=None) -> None:
+    """The last checkpoint: weights, optimiser, generator, carried state (all ranks' rows),
+    the weight average if there is one."""
     opt = optimizer.state_dict()
     tensors = {"rng": torch.get_rng_state()}
     for index, entries in opt["state"].items():
@@ -87,9 +101,40 @@ def save_state(run: RunDir, model: RNNLanguageModel, optimizer: torch.optim.Opti
     carried = carried if isinstance(carried, tuple) else (() if carried is None else (carried,))
     for i, value in enumerate(carried):
         tensors[f"carried.{i}"] = value
+    if average is not None:
+        tensors.update(average.tensors())
     info = {"progression": vars(progression),
             "optimizer_groups": json.loads(json.dumps(opt["param_groups"]))}
     save_checkpoint(run.file(LAST), model.state_dict(), tensors, info)
+
+
+def time_budget(run: RunDir, config: RunConfig, max_time, more) -> dict[str, float]:
+    """The max_time a resumed run trains to: its time so far plus `more`; a max_time the run
+    has already used is refused (it counts from the run's start, and there is nothing left)."""
+    trained = 0.0
+    if run.file(LAST).exists():
+        limit = checkpoint_limit(config, run.read_tokenizer().vocab_size)
+        info = checkpoint_info(run.file(LAST), limit)
+        trained = info.get("progression", {}).get("elapsed", 0.0)
+    if more is not None:
+        if max_time is not None:
+            raise ConfigError("--more and --max-time both set the budget: give one (--more counts "
+                              "from now, --max-time from the run's start)")
+        seconds = parse_duration(more) if isinstance(more, str) else more
+        positive("more", seconds)
+        return {"max_time": trained + seconds}
+    if max_time is not None and trained >= max_time:
+        raise ConfigError(f"{run.path} has already trained {format_duration(trained)}, and "
+                          f"--max-time {format_duration(max_time)} counts from the run's start: "
+                          "nothing to train; to train N more minutes, pass --more Nm")
+    return {}
+
+
+def check_steps_left(run: RunDir, step: int, max_steps: int | None) -> None:
+    if max_steps is not None and step >= max_steps:
+        raise ConfigError(f"{run.path} is already at step {step:,}, and --max-steps {max_steps:,} "
+                          f"counts from the run's start: nothing to train; pass a --max-steps "
+                          f"above {step:,}")
 
 
 class LossWindow:

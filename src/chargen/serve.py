@@ -8,30 +8,36 @@ handed to the Batcher, which steps every generation in progress together.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
-import re
+import os
 import socket
-import threading
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import replace
 from importlib import resources
 from typing import Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .batcher import Batcher, Busy
 from .config import SampleConfig, ServeLimits, check_whole
 from .errors import ChargenError, ConfigError
 from .generate.engine import Generation
+from .http_events import (
+    STREAM_GATHER,
+    GenerationStream,
+    HTTPProblem,
+    Mailbox,
+    as_field_names,
+    next_events,
+)
+from .openai_api import add_openai_routes, openai_error
 
 log = logging.getLogger("chargen")
-# Seconds a stream waits after a write so that the next carries several steps' pieces: at 32
-# streams, one write per step per client cost the two cores more than the model did.
-STREAM_GATHER = 0.02
 
 
 class GenerateRequest(BaseModel):
@@ -62,12 +68,6 @@ class GenerateRequest(BaseModel):
                             beam=self.beam).validate()
 
 
-class HTTPProblem(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 def _check_limits(body: GenerateRequest, limits: ServeLimits) -> None:
     if body.length > limits.max_length:
         raise HTTPProblem(400, f"length {body.length} is over this server's maximum of "
@@ -78,13 +78,6 @@ def _check_limits(body: GenerateRequest, limits: ServeLimits) -> None:
     if body.prime is not None and len(body.prime) > limits.max_prompt:
         raise HTTPProblem(413, f"the prompt has {len(body.prime):,} characters, over this "
                                f"server's maximum of {limits.max_prompt:,}; shorten it")
-
-
-def _as_field_names(message: str) -> str:
-    """The API's messages name CLI flags; over HTTP they name the request's fields."""
-    message = message.replace("pass --unknown skip or --unknown replace",
-                              'set "unknown" to "skip" or "replace"')
-    return re.sub(r"--([a-z]+(?:-[a-z]+)*)", lambda m: m.group(1).replace("-", "_"), message)
 
 
 async def _read_body(request: Request) -> GenerateRequest:
@@ -102,7 +95,7 @@ def _checked(body: GenerateRequest) -> SampleConfig:
     try:
         config = body.sample_config()
     except ConfigError as err:
-        raise HTTPProblem(422, _as_field_names(str(err))) from None
+        raise HTTPProblem(422, as_field_names(str(err))) from None
     if config.beam:
         raise HTTPProblem(422, "beam is not served over HTTP (a beam search returns its text at "
                                "the end, not step by step); use chargen sample --beam or the "
@@ -124,22 +117,6 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-class _GenerationStream(StreamingResponse):
-    """Server-sent events; the generation is dropped however the response ends (a client
-    that disconnects makes the next write fail, which lands in `finally`)."""
-
-    def __init__(self, content, on_close):
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.on_close = on_close
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.on_close()
-
-
 def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     """The ASGI app serving `model` (a chargen.api.LanguageModel)."""
     limits = (limits or ServeLimits()).validate()
@@ -148,13 +125,17 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.batcher = Batcher(model, limits.max_active, limits.queue_size, limits.precision)
-        app.state.mailbox = _Mailbox(asyncio.get_running_loop())
+        app.state.mailbox = Mailbox(asyncio.get_running_loop())
         try:
             yield
         finally:
             app.state.batcher.close()
 
     app = FastAPI(title="chargen", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    add_openai_routes(app, model, limits)
+    if limits.api_key is not None:
+        _require_key(app, limits.api_key)
 
     @app.get("/health")
     async def health(request: Request):
@@ -182,37 +163,14 @@ def create_app(model, limits: ServeLimits | None = None) -> FastAPI:
         except HTTPProblem as err:
             return _error(err.status, str(err))
         except ChargenError as err:
-            return _error(400, _as_field_names(str(err)))
+            return _error(400, as_field_names(str(err)))
         return await _start(request.app.state.batcher, request.app.state.mailbox, body, settings,
                             prime, prompt)
 
     return app
 
 
-class _Mailbox:
-    """Carries the worker thread's events to the event loop's queues with at most one loop
-    wake-up per batch of events (call_soon_threadsafe per event would wake the loop once per
-    generation per step)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop, self.lock = loop, threading.Lock()
-        self.items: list[tuple[asyncio.Queue, tuple]] = []
-
-    def post(self, queue: asyncio.Queue, event: tuple) -> None:
-        with self.lock:
-            self.items.append((queue, event))
-            wake = len(self.items) == 1
-        if wake:
-            self.loop.call_soon_threadsafe(self._deliver)
-
-    def _deliver(self) -> None:
-        with self.lock:
-            items, self.items = self.items, []
-        for queue, event in items:
-            queue.put_nowait(event)
-
-
-async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, settings: SampleConfig,
+async def _start(batcher: Batcher, mailbox: Mailbox, body: GenerateRequest, settings: SampleConfig,
                  prime: str, prompt):
     events: asyncio.Queue = asyncio.Queue()
     generation = Generation(prompt, settings, lambda event: mailbox.post(events, event))
@@ -225,19 +183,11 @@ async def _start(batcher: Batcher, mailbox: _Mailbox, body: GenerateRequest, set
         except Busy as err:
             return _error(503, str(err), {"Retry-After": "1"})
     if body.stream:
-        return _GenerationStream(_stream(events, prime), lambda: batcher.cancel(generation))
+        return GenerationStream(_stream(events, prime), lambda: batcher.cancel(generation))
     try:
         return await _collect(events, prime, body.num)
     finally:
         batcher.cancel(generation)
-
-
-async def _next_events(events: asyncio.Queue) -> list:
-    """Wait for one event, then take whatever else is ready (one write per batch of steps)."""
-    batch = [await events.get()]
-    while not events.empty():
-        batch.append(events.get_nowait())
-    return batch
 
 
 async def _stream(events: asyncio.Queue, prime: str):
@@ -248,7 +198,7 @@ async def _stream(events: asyncio.Queue, prime: str):
     while True:
         merged: dict[int, list[str]] = {}
         ending = None
-        for kind, payload in await _next_events(events):
+        for kind, payload in await next_events(events):
             if kind == "pieces":
                 for sample, piece in enumerate(payload):
                     merged.setdefault(sample, []).append(piece)
@@ -265,7 +215,7 @@ async def _stream(events: asyncio.Queue, prime: str):
 async def _collect(events: asyncio.Queue, prime: str, num: int):
     texts: list[list[str]] = [[] for _ in range(num)]
     while True:
-        for kind, payload in await _next_events(events):
+        for kind, payload in await next_events(events):
             if kind == "pieces":
                 for text, piece in zip(texts, payload):
                     text.append(piece)
@@ -274,6 +224,25 @@ async def _collect(events: asyncio.Queue, prime: str, num: int):
             else:
                 return {"prime": prime, "texts": ["".join(text) for text in texts],
                         "timing": payload}
+
+
+def _require_key(app: FastAPI, key: str) -> None:
+    """Every endpoint but /health answers only a request that carries the key as a bearer
+    token (compared in constant time); else 401, in the OpenAI error shape under /v1."""
+    expected = f"Bearer {key}".encode()
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next):
+        if request.url.path == "/health":
+            return await call_next(request)
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return await call_next(request)
+        message = ("a missing or wrong API key: send it as Authorization: Bearer KEY (the "
+                   "server's --api-key)")
+        if request.url.path.startswith("/v1/"):
+            return openai_error(401, message, code="invalid_api_key")
+        return _error(401, message)
 
 
 def _model_info(model, limits: ServeLimits) -> dict:
@@ -288,7 +257,7 @@ def _model_info(model, limits: ServeLimits) -> dict:
         "parameters": summary["parameters"],
         "best_val": best if best is not None and math.isfinite(best) else None,
         "best_step": summary.get("best_step"), "steps": summary.get("steps"),
-        "limits": asdict(limits),
+        "limits": limits.shown(),
     }
 
 
@@ -303,6 +272,7 @@ def serve(run: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimi
     if threads is not None and not (isinstance(threads, int) and 1 <= threads <= 1024):
         raise ConfigError(f"--threads must be a whole number from 1 to 1024 (got {threads})")
     check_whole("port", port, limit=65535)
+    limits = _with_key(limits or ServeLimits(), host)
     # One core is left to the event loop: with every core in torch's pool, its spinning
     # threads starved the HTTP side (2 CPUs, 32 clients: 2,156 chars/s against 2,702).
     torch.set_num_threads(threads or max(1, torch.get_num_threads() - 1))
@@ -310,10 +280,24 @@ def serve(run: str, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimi
     model = load(run, which=which, device=device)
     server = uvicorn.Server(uvicorn.Config(create_app(model, limits), log_level="warning"))
     bound_host, bound_port = listener.getsockname()[:2]
-    log.info("serving %s on http://%s:%d (playground at /, API at POST /generate)", run,
+    log.info("serving %s on http://%s:%d (playground at /, API at POST /generate and POST "
+             "/v1/completions)", run,
              bound_host, bound_port)
     with listener:
         server.run(sockets=[listener])
+
+
+def _with_key(limits: ServeLimits, host: str) -> ServeLimits:
+    """The key from CHARGEN_API_KEY when none is given; a warning when the server is reachable
+    from other machines without one."""
+    if limits.api_key is None and os.environ.get("CHARGEN_API_KEY"):
+        limits = replace(limits, api_key=os.environ["CHARGEN_API_KEY"])
+    limits = limits.validate()
+    loopback = host in ("localhost", "::1") or host.startswith("127.")
+    if limits.api_key is None and not loopback:
+        log.warning("serving on %s without an API key: anyone who can reach this machine can "
+                    "use it (set --api-key or CHARGEN_API_KEY)", host)
+    return limits
 
 
 def _listen(host: str, port: int) -> socket.socket:

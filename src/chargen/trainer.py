@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .averaging import WeightAverage
 from .batches import make_batches
 from .checkpoint import (
     BEST,
@@ -50,6 +51,8 @@ class TrainingDiverged(ChargenError):
     pass
 
 
+# Progress at least this often, whatever log_every (slow steps: a large model, a busy machine).
+LOG_SECONDS = 5.0
 # With a time budget, evaluate at least this often (a share of the budget), whatever eval_every.
 EVAL_SHARE = 0.1
 
@@ -77,6 +80,7 @@ class Trainer:
         self.net = (torch.nn.parallel.DistributedDataParallel(model.to(device))
                     if world.enabled else model)
         self.optimizer = make_optimizer(model, self.cfg)
+        self.average = WeightAverage(model, self.cfg.ema) if self.cfg.ema else None
         self.progression = Progression()
         self.carried = None
         self.total_steps = self._total_steps()
@@ -99,13 +103,15 @@ class Trainer:
     # -- resume -------------------------------------------------------------------------
     def restore(self) -> None:
         self.carried, self.progression = restore_state(self.run, self.config, self.model,
-                                                       self.optimizer, self.world, self.device)
+                                                       self.optimizer, self.world, self.device,
+                                                       self.average)
 
     def save_last(self) -> None:
         self._check_weights()
         carried = gather_rows(self.carried, self.world)  # every rank's streams
         if self.world.is_main:
-            save_state(self.run, self.model, self.optimizer, self.progression, carried)
+            save_state(self.run, self.model, self.optimizer, self.progression, carried,
+                       self.average)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self) -> Progression:
@@ -134,7 +140,7 @@ class Trainer:
                 evaluating = status == _DONE or self._evaluation_due()
                 epoch_end = p.step % self.batches.steps_per_epoch == 0
                 if (evaluating or epoch_end or p.step % self.cfg.log_every == 0
-                        or status != _RUNNING):
+                        or status != _RUNNING or time.monotonic() - window.time >= LOG_SECONDS):
                     self._log(window, progress)  # checks for divergence before any save
                 if epoch_end:
                     self._end_epoch(progress)
@@ -232,6 +238,8 @@ class Trainer:
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         self.carried = detach_state(state) if self.model.kind.carries_state else None
         return loss.detach(), x.numel()
 
@@ -287,8 +295,12 @@ class Trainer:
         if not len(self.val_ids):  # --val-fraction 0 (with --keep train-loss)
             return
         started = time.monotonic()
-        result = evaluate_ids(self.model, self.val_ids, self.config.data.seq_len, self.device,
-                              self.dtype, self.cfg.eval_chars, self.world)
+        result, best, extra = self._score(self.model), self.model, {}
+        if self.average is not None:  # the average competes for best on equal terms
+            averaged = self._score(self.average.model)
+            extra = {"val_loss_raw": result.nats, "val_loss_ema": averaged.nats}
+            if averaged.nats < result.nats:
+                result, best = averaged, self.average.model
         self.eval_seconds = time.monotonic() - started
         self.evaluated_at, self.evaluated_step = p.elapsed, p.step
         improved = result.nats < p.best_val
@@ -297,11 +309,15 @@ class Trainer:
             p.best_val, p.best_step = result.nats, p.step
             info = {"step": p.step, "val_loss": result.nats}
             if self.world.is_main and self.cfg.keep == "val-loss":
-                save_checkpoint(self.run.file(BEST), self.model.state_dict(), info=info)
+                save_checkpoint(self.run.file(BEST), best.state_dict(), info=info)
         if not self.world.is_main:
             return
         record = {"step": p.step, "time": round(p.elapsed, 3), "val_loss": result.nats,
-                  "val_bpc": result.bits, "best": improved}
+                  "val_bpc": result.bits, "best": improved, **extra}
         self.run.append_metrics(record)
         self.watch.record(record)
         progress.validation(p.step, result.nats, result.bits, improved)
+
+    def _score(self, model: RNNLanguageModel):
+        return evaluate_ids(model, self.val_ids, self.config.data.seq_len, self.device,
+                            self.dtype, self.cfg.eval_chars, self.world)

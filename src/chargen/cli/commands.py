@@ -8,7 +8,7 @@ import logging
 import math
 import sys
 
-from ..config import DataConfig, ModelConfig, SampleConfig, TrainConfig, preset
+from ..config import AdaptConfig, DataConfig, ModelConfig, SampleConfig, TrainConfig, preset
 from ..errors import UsageError
 from .flags import given_settings
 
@@ -21,6 +21,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and (args.corpus or args.preset or args.out or args.init_from):
         raise UsageError("--resume takes no corpus, --preset, --out or --init-from: the "
                                  "run has them")
+    if args.more is not None and not args.resume:
+        raise UsageError("--more continues a run: give --resume RUN (a new run takes --max-time)")
     overrides = preset(args.preset) if args.preset else {}
     overrides.update(given_settings(args, ModelConfig, DataConfig, TrainConfig))
     from ..distributed import leave
@@ -28,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = api.train(args.corpus or None, args.out, resume=args.resume, quiet=args.quiet,
                            init_from=args.init_from, extend_vocab=args.extend_vocab,
-                           unknown=args.unknown,
+                           unknown=args.unknown, more=args.more,
                            auto=args.auto and not (args.init_from or args.preset),
                            **overrides)
     except BaseException:
@@ -61,7 +63,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ..onnx_sampler import is_export
 
     settings = SampleConfig(**given_settings(args, SampleConfig)).validate()
+    adapt = given_settings(args, AdaptConfig)
+    if adapt and args.adapt is None:
+        raise UsageError(f"{_flags(adapt)} apply only with --adapt FILE")
     if is_export(args.run):
+        if args.adapt is not None:
+            raise UsageError("--adapt changes a copy of a run's weights; an ONNX export's are "
+                             "fixed: sample the run itself")
         exported = _load_export_for(args)
         if exported.document_unit:
             _print_units(exported, args.prime or "", vars(settings))
@@ -71,11 +79,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .. import api
 
     model = api.load(args.run, which=args.which or "best", device=args.device)
+    if args.adapt is not None:
+        from ..language_model import read_text
+
+        model = model.adapt(read_text(model, args.adapt), **adapt)
     if args.interactive:
         from ..interactive import Session
 
         return Session(model, settings).run(first_prime=args.prime)
-    prime = args.prime if args.prime is not None else model.random_prime(args.seed)
+    prime = args.prime
+    if prime is None:  # a random slice of the training text, a different one per sample
+        primes = model.random_primes(settings.num, args.seed)
+        one = settings.num == 1 or settings.beam or model.document_unit
+        prime = primes[0] if one else primes
     if model.document_unit:
         _print_units(model, prime, vars(settings))
         return 0
@@ -132,27 +148,49 @@ def _print_samples(model, prime: str, settings: dict) -> None:
             out.flush()
         out.write("\n")
         return
-    for i, text in enumerate(model.sample(prime, **settings), start=1):
-        out.write(f"--- sample {i} of {settings['num']} ---\n{prime}{text}\n")
+    primes = [prime] * settings["num"] if isinstance(prime, str) else prime
+    for i, text in enumerate(model.sample(prime, **settings)):
+        out.flush()  # the header (stderr) after the sample before it, in a terminal
+        sys.stderr.write(f"--- sample {i + 1} of {settings['num']} ---\n")
+        out.write(f"{primes[i]}{text}\n")
     out.flush()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .. import api
+    from ..language_model import read_text
 
-    result = api.evaluate_text(args.run, args.files, args.allow_unknown)
-    unknown = (f"; {result.unknown:,} unknown ({result.unknown_share:.2%})" if result.unknown
-               else "")
-    if result.unit == "word":  # per word-token, then per character for comparison with char runs
-        per_char = result.nats_per_char
-        print(f"nats/word-token {result.nats:.4f}  bits/word-token {result.bits:.4f}  "
-              f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens{unknown}); over the "
-              f"{result.characters:,} characters: nats/char {per_char:.4f}  bits/char "
-              f"{per_char / math.log(2):.4f}")
-        return 0
-    print(f"nats/char {result.nats:.4f}  bits/char {result.bits:.4f}  "
-          f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens{unknown})")
+    adapt = given_settings(args, AdaptConfig)
+    if adapt and not args.dynamic:
+        raise UsageError(f"{_flags(adapt)} apply only with --dynamic")
+    model = api.load(args.run)
+    text = read_text(model, args.files)
+    result = model.evaluate(text, args.allow_unknown)
+    _print_evaluation(result, "static:  " if args.dynamic else "")
+    if args.dynamic:
+        settings = AdaptConfig(**adapt).validate()
+        _print_evaluation(model.evaluate(text, True, True, **adapt), "dynamic: ")
+        log.info("dynamic: --adapt-lr %g --adapt-decay %g --adapt-segment %d (the run's files "
+                 "are unchanged)", settings.adapt_lr, settings.adapt_decay, settings.adapt_segment)
     if result.unknown:
         log.warning("%s of the text's characters were never seen in training and were scored "
                     "as unknown", f"{result.unknown:,}")
     return 0
+
+
+def _print_evaluation(result, label: str) -> None:
+    unknown = (f"; {result.unknown:,} unknown ({result.unknown_share:.2%})" if result.unknown
+               else "")
+    if result.unit == "word":  # per word-token, then per character for comparison with char runs
+        per_char = result.nats_per_char
+        print(f"{label}nats/word-token {result.nats:.4f}  bits/word-token {result.bits:.4f}  "
+              f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens{unknown}); over the "
+              f"{result.characters:,} characters: nats/char {per_char:.4f}  bits/char "
+              f"{per_char / math.log(2):.4f}")
+        return
+    print(f"{label}nats/char {result.nats:.4f}  bits/char {result.bits:.4f}  "
+          f"perplexity {result.perplexity:.3f}  ({result.tokens:,} tokens{unknown})")
+
+
+def _flags(settings: dict) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in sorted(settings))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from ..config import PRESETS, DataConfig, ModelConfig, SampleConfig, ServeLimits, TrainConfig
+from ..config import PRESETS, AdaptConfig, DataConfig, ModelConfig, SampleConfig, ServeLimits, TrainConfig
 from .flags import add_setting_flags, duration, positive_int
 
 
@@ -38,6 +38,9 @@ def _add_train(commands) -> None:
                                                  " (the default)")
     train.add_argument("--out", help="run directory (default runs/<corpus name>, never reused)")
     train.add_argument("--resume", metavar="RUN", help="continue a run where it stopped")
+    train.add_argument("--more", metavar="TIME", type=duration, help=(
+        "with --resume: train this much longer, e.g. 5m (--max-time counts from the run's "
+        "start); the schedule stretches over the new total"))
     train.add_argument("--preset", help=f"named settings: {', '.join(PRESETS)}")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     train.add_argument("--no-auto", dest="auto", action="store_false",
@@ -67,6 +70,11 @@ def _add_sample(commands) -> None:
     sample.add_argument("run", help="run directory, or an ONNX export directory")
     sample.add_argument("--prime", help="text to continue (default: a random training slice)")
     add_setting_flags(sample, SampleConfig)
+    adapting = sample.add_argument_group("adapting to a document")
+    adapting.add_argument("--adapt", metavar="FILE", help=(
+        "first adapt a copy of the model to this text (as --dynamic evaluation reads it), "
+        "then sample in its style; the run is not changed"))
+    add_setting_flags(adapting, AdaptConfig)
     sample.add_argument("--which", choices=("best", "last"), help="weights of a run: best "
                         "(default) or last")
     sample.add_argument("--interactive", "-i", action="store_true",
@@ -87,6 +95,10 @@ def _add_export_and_eval(commands) -> None:
     evaluate.add_argument("--allow-unknown", action="store_true",
                           help="score a text with more than 1%% characters the run never saw "
                                "(as its unknown id) instead of refusing it")
+    evaluate.add_argument("--dynamic", action="store_true",
+                          help="also the loss while a copy of the weights adapts to the text as "
+                               "it reads it (dynamic evaluation; the run is not changed)")
+    add_setting_flags(evaluate.add_argument_group("adapting (with --dynamic)"), AdaptConfig)
 
 
 def _add_serve(commands) -> None:

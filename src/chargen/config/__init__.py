@@ -2,6 +2,7 @@
 (fields.py), validated by one set of checks (checks.py) for the CLI, the API, config files and
 the server alike; the named presets (presets.py)."""
 
+from .adapt import AdaptConfig
 from .checks import (
     SCALE_RANGE,
     SEED_LIMIT,
@@ -24,7 +25,8 @@ from .run import (
 from .sample import SampleConfig
 from .serve import ServeLimits
 
-__all__ = ["BATCHINGS", "FORMAT_VERSION", "PRESETS", "PRESET_NOTES", "SCALE_RANGE", "SEED_LIMIT",
+__all__ = ["AdaptConfig", "BATCHINGS", "FORMAT_VERSION", "PRESETS",
+           "PRESET_NOTES", "SCALE_RANGE", "SEED_LIMIT",
            "WINDOWED", "DataConfig", "ModelConfig", "RunConfig", "SampleConfig", "ServeLimits",
            "TrainConfig",
            "check_encoding", "check_types", "check_whole", "parse_duration", "parse_size",

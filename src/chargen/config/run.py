@@ -164,6 +164,9 @@ class TrainConfig:
     warmup_steps: int = setting(10, metavar="N")  # 100 cost 0.03 nats/char: the plateau lasts
     min_lr_ratio: float = setting(0.05, metavar="R")
     grad_clip: float = setting(1.0, metavar="NORM")
+    ema: float = setting(0.0, metavar="DECAY", help=(
+        "also keep an exponential moving average of the weights with this decay (e.g. 0.998; "
+        "0: none), evaluated beside them; the best weights are whichever scored lower"))
     max_steps: int | None = setting(None, metavar="N")
     max_time: float | None = setting(None, metavar="TIME", parse="duration", help=(
         "training time budget, e.g. 90s, 10m, 1.5h (default 10m when no other limit is given)"))
@@ -171,7 +174,8 @@ class TrainConfig:
     eval_every: int = setting(200, metavar="STEPS")
     eval_chars: int = setting(1_000_000, metavar="N", help="validation tokens used by each "
                                                            "evaluation (default 1,000,000)")
-    log_every: int = setting(50, metavar="STEPS")
+    log_every: int = setting(50, metavar="STEPS", help=(
+        "a progress line every STEPS steps, and at least every 5 seconds (default 50)"))
     seed: int = setting(1234)
     device: str = setting("auto", help="auto (default: cuda, then mps, then cpu), cpu, cuda, "
                                        "cuda:N or mps")
@@ -208,6 +212,7 @@ class TrainConfig:
         for name in ("weight_decay", "warmup_steps", "grad_clip"):
             non_negative(name, getattr(self, name))
         fraction("min_lr_ratio", self.min_lr_ratio)
+        fraction("ema", self.ema, upper_open=True)
         for name in ("max_steps", "max_time", "epochs"):
             if getattr(self, name) is not None:
                 positive(name, getattr(self, name))

@@ -49,6 +49,8 @@ class Generation:
         self.greedy = settings.greedy or settings.temperature == 0
         self.group = (True, 0, 1.0) if self.greedy else (False, settings.top_k, settings.top_p)
         self.temperatures = [settings.temperature] * self.num
+        self.watches: list[StopWatch] = []  # per sample, from start()
+        self.ended: list[bool] = []
 
     def start(self, tokenizer, ops, kind) -> None:
         vocab = kind.vocab_size
@@ -101,8 +103,9 @@ class Generation:
     def finish(self) -> None:
         now = time.perf_counter()
         generating = max(now - self.started, 1e-9)
+        stopped = [watch.done or ended for watch, ended in zip(self.watches, self.ended)]
         self.deliver(("done", {
-            "tokens": self.steps, "characters": self.chars,
+            "tokens": self.steps, "characters": self.chars, "stopped": stopped,
             "queued_seconds": round(self.started - self.submitted, 6),
             "generating_seconds": round(generating, 6),
             "characters_per_second": round(self.chars / generating, 1)}))

@@ -68,7 +68,11 @@ class TorchOps:
     def seen(self, rows: int, vocab: int, prompt) -> torch.Tensor:
         """(rows, vocab) booleans: which ids each row's text holds, the prompt's to start."""
         seen = torch.zeros(rows, vocab, dtype=torch.bool, device=self.device)
-        seen[:, torch.as_tensor(prompt, device=self.device)] = True
+        if isinstance(prompt, list):  # one prompt per row
+            for row, ids in enumerate(prompt):
+                seen[row, torch.as_tensor(ids, device=self.device)] = True
+        else:
+            seen[:, torch.as_tensor(prompt, device=self.device)] = True
         return seen
 
     def mark(self, seen: torch.Tensor, ids: torch.Tensor) -> None:

@@ -38,14 +38,20 @@ def consume_prompt(model: RNNLanguageModel, prompt: torch.Tensor):
 
 class StateReader:
     """Each row's recurrent state (the Decoder's per-layer list), one decoder step per token.
-    Rows start from the prompt's state, read once and repeated."""
+    Rows start from the prompt's state, read once and repeated; or each from its own prompt
+    (a list of one per row)."""
 
-    def __init__(self, model: RNNLanguageModel, decoder: Decoder, prompt: torch.Tensor, rows: int):
+    def __init__(self, model: RNNLanguageModel, decoder: Decoder,
+                 prompt: torch.Tensor | list[torch.Tensor], rows: int):
         self.decoder = decoder
-        logits, state = consume_prompt(model, prompt)
-        index = torch.zeros(rows, dtype=torch.long, device=prompt.device)
-        self.layers = decoder.split_state(select_state(state, index))
-        self.logits = logits.float().index_select(0, index)
+        if isinstance(prompt, list):
+            logits, state = _stack(consume_prompt(model, p) for p in prompt)
+        else:
+            logits, state = consume_prompt(model, prompt)
+            index = torch.zeros(rows, dtype=torch.long, device=prompt.device)
+            logits, state = logits.index_select(0, index), select_state(state, index)
+        self.layers = decoder.split_state(state)
+        self.logits = logits.float()
 
     def push(self, next_ids: torch.Tensor) -> None:
         self.logits, self.layers = self.decoder.step(next_ids, self.layers)
@@ -63,8 +69,20 @@ class StateReader:
                        for mine, theirs in zip(self.layers, other.layers)]
 
 
-def initial_windows(prompt: torch.Tensor, rows: int, window: int, pad_id: int) -> torch.Tensor:
-    """(prompt_len,) ids -> (rows, window): the prompt's last `window` ids, left-padded."""
+def _stack(read):
+    """The (logits, state) of prompts read one by one, as rows of one batch."""
+    logits, states = zip(*read)
+    if isinstance(states[0], tuple):  # LSTM: (h, c), each (layers, 1, hidden)
+        return torch.cat(logits), tuple(torch.cat(parts, dim=1) for parts in zip(*states))
+    return torch.cat(logits), torch.cat(states, dim=1)
+
+
+def initial_windows(prompt: torch.Tensor | list[torch.Tensor], rows: int, window: int,
+                    pad_id: int) -> torch.Tensor:
+    """(prompt_len,) ids -> (rows, window): the prompt's last `window` ids, left-padded (a list
+    of prompts: one row each)."""
+    if isinstance(prompt, list):
+        return torch.cat([initial_windows(p, 1, window, pad_id) for p in prompt])
     tail = prompt[-window:]
     windows = torch.full((rows, window), pad_id, dtype=torch.long, device=prompt.device)
     windows[:, window - len(tail) :] = tail
@@ -145,7 +163,8 @@ def reader_for(model: RNNLanguageModel, prompt: torch.Tensor, rows: int, precisi
     to read `length` tokens with up to `most_rows` rows at once (beams grow from one)."""
     most_rows = most_rows or rows
     if not model.kind.windowed:
-        dtype = decode_dtype(prompt.device, most_rows, model.config.hidden_size, precision)
+        device = prompt[0].device if isinstance(prompt, list) else prompt.device
+        dtype = decode_dtype(device, most_rows, model.config.hidden_size, precision)
         return StateReader(model, Decoder(model, dtype, rows=most_rows), prompt, rows)
     return window_reader(model, initial_windows(prompt, rows, model.kind.window,
                                                 model.kind.pad_id),

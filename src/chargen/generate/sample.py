@@ -13,10 +13,11 @@ from .logits import TorchOps
 from .readers import reader_for
 
 
-def generate_text(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor,
+def generate_text(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor | list[torch.Tensor],
                   config: SampleConfig) -> Iterator[list[str]]:
-    """prompt: (prompt_len,) ids. Yields, per step that makes text, one piece per sample (a
-    sample's piece is empty once it has met a stop sequence or a document's end)."""
+    """prompt: (prompt_len,) ids, or a list of config.num such prompts (one per sample).
+    Yields, per step that makes text, one piece per sample (a sample's piece is empty once it
+    has met a stop sequence or a document's end)."""
     yield from _generate(model, tokenizer, prompt, config, "pieces")
 
 
@@ -41,7 +42,7 @@ def _generate(model: RNNLanguageModel, tokenizer, prompt: torch.Tensor, config: 
               wanted: str) -> Iterator:
     model.eval()
     device = next(model.parameters()).device
-    prompt = prompt.to(device)
+    prompt = [p.to(device) for p in prompt] if isinstance(prompt, list) else prompt.to(device)
     reader = reader_for(model, prompt, config.num, config.precision, config.length)
     engine = Engine(TorchOps(device), model.kind, tokenizer)
     yield from generate_alone(engine, Generation(prompt, config), reader, wanted)
