@@ -42,12 +42,18 @@ def test_fine_tuning_starts_from_the_base_weights_at_a_lower_lr(tmp_path, base_r
     assert result.best_val < fresh.best_val  # a head start over random weights
 
 
-def test_new_characters_are_refused_replaced_or_added(tmp_path, base_run):
+def test_new_characters_are_added_by_default_refused_or_replaced(tmp_path, base_run, caplog):
     corpus = _new_corpus(tmp_path, extra="Zebra\u00e9 ")
-    with pytest.raises(TokenizerError, match="--extend-vocab"):
+    with pytest.raises(TokenizerError, match="leave out --no-extend-vocab"):
         api.train(str(corpus), str(tmp_path / "a"), quiet=True, init_from=str(base_run),
-                  max_steps=2)
+                  extend_vocab=False, max_steps=2)
     assert not (tmp_path / "a").exists()
+    added = api.train(str(corpus), str(tmp_path / "d"), quiet=True, init_from=str(base_run),
+                      max_steps=2, seq_len=32, batch_size=8)
+    said = [r for r in caplog.records if "adding" in r.getMessage()]
+    assert "'Z'" in said[0].getMessage() and said[0].levelname == "WARNING"  # shown when quiet
+    assert {"Z", "\u00e9"} <= set(api.load(str(added.run_dir)).tokenizer.chars)
+    assert api.run_info(str(added.run_dir))["corpus"]["extended_vocab"] is True
     replaced = api.train(str(corpus), str(tmp_path / "b"), quiet=True, init_from=str(base_run),
                          unknown="replace", max_steps=2, seq_len=32, batch_size=8)
     assert api.load(str(replaced.run_dir)).tokenizer.chars == load_base(str(base_run)).tokenizer.chars
@@ -120,4 +126,7 @@ def test_fine_tuning_keeps_how_the_base_run_read_its_text(tmp_path):
     with pytest.raises(ConfigError, match="--unknown replace"):  # scalar inputs scale by vocab
         api.train(str(_new_corpus(tmp_path)), str(tmp_path / "grown"), quiet=True,
                   init_from=str(base), lowercase=False, extend_vocab=True, max_steps=1)
+    with pytest.raises(TokenizerError, match="cannot be added"):  # and are not grown by default
+        api.train(str(_new_corpus(tmp_path)), str(tmp_path / "grown"), quiet=True,
+                  init_from=str(base), lowercase=False, max_steps=1)
     assert not (tmp_path / "grown").exists()

@@ -15,6 +15,7 @@ from .checkpoint import (
     RunDir,
 )
 from .config import RunConfig
+from .config import preset as named_preset
 from .corpus import Corpus, empty_corpus, open_corpus
 from .data import split_sizes
 from .distributed import World, from_main, join
@@ -59,18 +60,26 @@ _FIXED_ON_RESUME = ("model", "data")
 
 @shows_progress
 def train(corpus: str | list[str] | Corpus | None = None, out: str | None = None, *,
-          resume: str | None = None, init_from: str | None = None, extend_vocab: bool = False,
+          resume: str | None = None, init_from: str | None = None, extend_vocab: bool | None = None,
           unknown: str = "error", config: RunConfig | None = None, quiet: bool = False,
-          auto: bool = True, more: float | str | None = None, **overrides: Any) -> TrainResult:
+          auto: bool = True, more: float | str | None = None, preset: str | None = None,
+          **overrides: Any) -> TrainResult:
     """Train a new run on `corpus` (paths, builtin:NAME or a Corpus), or continue `resume`.
     Keyword overrides name RunConfig fields, e.g. hidden_size=256, max_time=600.
     `init_from` starts from a trained run's weights (fine-tuning): characters it never saw
-    are an error, added with `extend_vocab`, or trained as unknown with unknown='replace'.
+    are added to its vocabulary where it has an embedding input (`extend_vocab=False`: an
+    error instead), or trained as unknown with unknown='replace'.
     `auto` (as on the command line) chooses the model size, regularisation and batch the
     overrides leave open (autoconfig.py); the choice is stored in the run's config.json. A
     whole `config`, like a preset, is taken as it is; so is a fine-tuning base's.
+    `preset` names a tutorial's recipe (`chargen presets`), the overrides on top; as on the
+    command line it turns auto-configuration off.
     `more` (with `resume`): train this much longer (seconds, or a duration such as "5m") than
     the run has trained so far; a `max_time` counts from the run's start."""
+    if preset is not None:
+        if resume is not None or config is not None:
+            raise ConfigError("preset= starts a new run from a recipe: leave out resume= and config=")
+        overrides, auto = {**named_preset(preset), **overrides}, False
     if resume is not None:
         return _resume(resume, overrides, quiet, more)
     if more is not None:
@@ -136,7 +145,7 @@ def _governor(config: RunConfig, device) -> ThreadGovernor | None:
     return ThreadGovernor(config.train.threads) if device.type == "cpu" else None
 
 
-def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unknown: str,
+def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool | None, unknown: str,
                  device, auto_given: set[str] | None = None,
                  governor: ThreadGovernor | None = None) -> tuple[Path, RunLock]:
     """Read and tokenize the corpus, check the split and the memory, and write a new run
@@ -184,7 +193,7 @@ def _prepare_run(corpus, out, config: RunConfig, base, extend_vocab: bool, unkno
             "name": stream.name, "sources": list(stream.sources),
             "characters": stats.characters, "distinct_characters": stats.distinct,
             "train_tokens": n_train, "val_tokens": n_val, "fingerprint": corpus_print,
-            **(provenance(base, extend_vocab) if base is not None else {}),
+            **(provenance(base, tokenizer) if base is not None else {}),
             **({"auto_config": auto_record} if auto_record else {}),
         })
     except BaseException:

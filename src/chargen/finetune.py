@@ -61,32 +61,38 @@ def derive_config(base: Base, overrides: dict) -> RunConfig:
     return inherited.with_overrides(given).validate()
 
 
-def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool,
+def fine_tune_tokenizer(base: Base, corpus_tokenizer: Tokenizer, extend: bool | None,
                         unknown: str) -> Tokenizer:
-    """The base vocabulary, grown by the corpus's new characters with `extend`; otherwise new
-    characters are an error, or (unknown='replace') trained as the unknown id. A document
-    run's markers are left to documents.with_markers, which appends them after the text ids."""
+    """The base vocabulary, grown by the corpus's new characters with `extend` (None: where
+    the base has an embedding input and unknown is not 'replace'); otherwise new characters
+    are an error, or (unknown='replace') trained as the unknown id. A document run's markers
+    are left to documents.with_markers, which appends them after the text ids."""
     known = text_tokenizer(base.tokenizer)
     if not isinstance(known, CharTokenizer):
         return known
     new = sorted(set(corpus_tokenizer.chars) - set(known.chars))
     if not new:
         return known
-    if extend and base.config.model.input_encoding != "embedding":
+    encoding = base.config.model.input_encoding
+    if extend is None:
+        extend = encoding == "embedding" and unknown != "replace"
+    if extend and encoding != "embedding":
         raise ConfigError(f"--extend-vocab needs a base run with an embedding input: its "
-                          f"{base.config.model.input_encoding} input is sized by the vocabulary;"
+                          f"{encoding} input is sized by the vocabulary;"
                           " train the new characters as unknown with --unknown replace")
     if extend:
-        log.info("extending the vocabulary by %d characters: %s", len(new), "".join(new)[:80])
+        log.warning("adding %d characters the base run never saw to the vocabulary: %s",
+                    len(new), " ".join(repr(c) for c in new[:40]))
         return CharTokenizer(known.chars + new)
     if unknown == "replace":
         log.warning("%d characters the base run never saw are trained as [UNK]: %s", len(new),
                     "".join(new)[:80])
         return known
     shown = " ".join(repr(c) for c in new[:20])
+    fix = ("leave out --no-extend-vocab to add them, or" if encoding == "embedding" else
+           f"a {encoding} input is sized by its vocabulary, so they cannot be added:")
     raise TokenizerError(f"the corpus has {len(new)} characters the base run never saw: {shown};"
-                         " add them with --extend-vocab, or train them as unknown with "
-                         "--unknown replace")
+                         f" {fix} train them as unknown with --unknown replace")
 
 
 def initial_weights(base: Base, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
@@ -124,6 +130,7 @@ def freeze_lower_layers(model: RNNLanguageModel, layers: int) -> None:
             parameter.requires_grad_(False)
 
 
-def provenance(base: Base, extend: bool) -> dict:
-    return {"init_from": str(base.run.path), "extended_vocab": extend,
+def provenance(base: Base, tokenizer: Tokenizer) -> dict:
+    extended = text_tokenizer(tokenizer).vocab_size > text_tokenizer(base.tokenizer).vocab_size
+    return {"init_from": str(base.run.path), "extended_vocab": extended,
             "base_model": dataclasses.asdict(base.config.model)}

@@ -52,8 +52,10 @@ def _add_train(commands) -> None:
     tune.add_argument("--init-from", metavar="RUN",
                       help="start from a trained run's weights, model shape and vocabulary "
                            "(learning rate defaults to a quarter of the base run's)")
-    tune.add_argument("--extend-vocab", action="store_true",
-                      help="add the corpus's characters the base run never saw")
+    tune.add_argument("--extend-vocab", action=argparse.BooleanOptionalAction, default=None,
+                      help="add the corpus's characters the base run never saw (the default "
+                           "where the base has an embedding input; --no-extend-vocab refuses "
+                           "them)")
     tune.add_argument("--unknown", choices=("error", "replace"), default="error",
                       help="characters the base run never saw: stop (default) or train them "
                            "as the unknown id")
