@@ -41,6 +41,9 @@ def test_the_run_and_the_model_show_a_short_html_summary(result):
     assert "best validation" in html and f"{result.best_val:.4f}" in html and "<svg" in html
     model_html = api.load(str(result.run_dir))._repr_html_()
     assert "LSTM" in model_html and "parameters" in model_html and "<svg" in model_html
+    shown = repr(api.load(str(result.run_dir)))  # and in a plain console
+    assert shown.startswith("<chargen model") and "LSTM" in shown and "best validation" in shown
+    assert repr(result).startswith("TrainResult(run_dir=")
 
 
 def test_plot_returns_a_figure_with_both_views(result):
@@ -53,6 +56,9 @@ def test_plot_returns_a_figure_with_both_views(result):
 def test_progress_is_a_widget_in_a_kernel_and_nothing_when_quiet(monkeypatch):
     monkeypatch.setattr(progress, "in_notebook", lambda: True)
     with progress.Progress(10, None, 0, 0.0) as shown:
-        assert shown.bar is not None
+        assert type(shown.bar).__module__ == "tqdm.notebook"
+    monkeypatch.setattr(progress, "has_widgets", lambda: False)  # no ipywidgets: text
+    with progress.Progress(10, None, 0, 0.0) as text:
+        assert type(text.bar).__module__ == "tqdm.std"
     with progress.Progress(10, None, 0, 0.0, quiet=True) as silent:
         assert silent.bar is None

@@ -54,7 +54,7 @@ class LanguageModel(SampleMethods):
         """The run's loss curves as a matplotlib figure (inline in a notebook)."""
         return plot.loss_figure([str(self.run.path)])
 
-    def _repr_html_(self) -> str:
+    def _summary(self) -> list[tuple[str, str]]:
         model = self.config.model
         rows = [("model", f"{model.cell.upper()} {model.num_layers}x{model.hidden_size}, "
                           f"{estimate_parameters(model, self.net.vocab_size):,} parameters"),
@@ -63,7 +63,14 @@ class LanguageModel(SampleMethods):
         best = [r["val_loss"] for r in self.history if r.get("best") and "val_loss" in r]
         if best:
             rows.append(("best validation", f"{min(best):.4f} nats"))
-        return plot.summary_html(f"chargen model {self.run.path}", rows, self.run.path)
+        return rows
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name} {value}" for name, value in self._summary())
+        return f"<chargen model {self.run.path}: {shown}>"
+
+    def _repr_html_(self) -> str:
+        return plot.summary_html(f"chargen model {self.run.path}", self._summary(), self.run.path)
 
     @property
     def device(self) -> torch.device:

@@ -4,6 +4,7 @@ notebook shows inline); a run's metrics as records; its short HTML summary for n
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from html import escape
@@ -47,7 +48,17 @@ def _figure_class():
         from matplotlib.figure import Figure
     except ImportError:
         raise ChargenError("chargen plot needs matplotlib: pip install 'chargen[plot]'") from None
-    return Figure
+
+    class InlineFigure(Figure):
+        """A Figure that a notebook shows as an image: without pyplot's inline backend
+        switched on, a bare Figure shows as its text repr."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png")
+            return buffer.getvalue()
+
+    return InlineFigure
 
 
 def _time_unit(seconds: float) -> tuple[str, float]:

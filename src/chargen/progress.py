@@ -4,6 +4,7 @@ plain lines otherwise (logs, CI)."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import sys
 from contextlib import contextmanager
@@ -48,6 +49,11 @@ def in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
+def has_widgets() -> bool:
+    """tqdm's notebook bar needs ipywidgets; without them it warns and draws text."""
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -70,9 +76,9 @@ class Progress:
         self.last_val = ""
         self.bar = None
         if not quiet and (sys.stderr.isatty() or in_notebook()):
-            from tqdm.auto import tqdm as widget_or_text  # a widget in a notebook
+            from tqdm.notebook import tqdm as widget
 
-            bar = widget_or_text if in_notebook() else tqdm
+            bar = widget if in_notebook() and has_widgets() else tqdm
             self.bar = bar(total=total_steps, initial=step, unit="step", file=sys.stderr,
                            dynamic_ncols=True, leave=True)
 

@@ -38,7 +38,11 @@ class TrainResult:
         return plot.loss_figure([str(self.run_dir)])
 
     def _repr_html_(self) -> str:
-        return plot.summary_html(f"chargen run {self.run_dir}", [
-            ("steps", f"{self.steps:,}"), ("time", f"{self.elapsed:.0f} s"),
-            ("best validation", f"{self.best_val:.4f} nats ({self.best_bits:.3f} bits) at step "
-                                f"{self.best_step:,}")], self.run_dir)
+        rows = [("steps", f"{self.steps:,}"), ("time", f"{self.elapsed:.0f} s")]
+        if np.isfinite(self.best_val):
+            rows.append(("best validation", f"{self.best_val:.4f} nats ({self.best_bits:.3f} "
+                                            f"bits) at step {self.best_step:,}"))
+        elif np.isfinite(self.best_train):  # no validation text (--val-fraction 0)
+            rows.append(("best training loss", f"{self.best_train:.4f} nats (an epoch's "
+                                               f"mean) at step {self.best_train_step:,}"))
+        return plot.summary_html(f"chargen run {self.run_dir}", rows, self.run_dir)
