@@ -110,8 +110,11 @@ def test_seeds_change_the_initial_weights_and_the_order():
     assert sorted(first.order[:25].tolist()) == list(range(25))  # every pair once per epoch
 
 
-def test_run_experiment_gives_a_row_per_framing_and_input():
+def test_run_experiment_gives_a_row_per_framing_and_input(caplog):
+    caplog.set_level("INFO", logger="chargen")
     result = alphabet.run_experiment(epochs=2, seeds=2, threads=2)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("alphabet:")]
+    assert [line.split(" of ")[0] for line in said] == [f"alphabet: {n}" for n in range(1, 17)]
     rows = result["rows"]
     assert [row["framing"] for row in rows] == [f.name for f in FRAMINGS] * 2
     assert [row["tutorial"] for row in rows[:4]] == [0.84, 0.8696, 1.0, 0.986]

@@ -62,3 +62,24 @@ def test_progress_is_a_widget_in_a_kernel_and_nothing_when_quiet(monkeypatch):
         assert type(text.bar).__module__ == "tqdm.std"
     with progress.Progress(10, None, 0, 0.0, quiet=True) as silent:
         assert silent.bar is None
+
+
+def test_a_pseudo_terminal_without_a_size_gets_progress_lines_not_an_invisible_bar(monkeypatch):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    with open(follower, "w", closefd=True) as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        assert terminal.isatty() and not progress.live_terminal()
+        with progress.Progress(10, None, 0, 0.0) as sizeless:
+            assert sizeless.bar is None  # plain log lines instead
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        assert progress.live_terminal()
+        with progress.Progress(10, None, 0, 0.0) as sized:
+            assert sized.bar is not None
+    os.close(leader)

@@ -305,3 +305,18 @@ def test_progress_comes_at_least_every_few_seconds_whatever_log_every(tmp_path, 
     result = _train(tmp_path, max_steps=6, log_every=1000)
     steps = [r["step"] for r in RunDir(result.run_dir).read_metrics() if "train_loss" in r]
     assert steps == list(range(1, 7))
+
+
+def test_a_preset_trains_its_recipe_with_keywords_on_top(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(3000), encoding="utf-8")
+    result = api.train(str(corpus), str(tmp_path / "run"), quiet=True, preset="alice-small",
+                       max_steps=2, batch_size=8, device="cpu")
+    config = api.load(str(result.run_dir)).config
+    assert config.model.input_encoding == "scalar" and config.data.lowercase  # the recipe
+    assert config.data.batch_size == 8 and result.steps == 2  # the keywords on top
+    assert "auto_config" not in api.run_info(str(result.run_dir))["corpus"]  # no auto choice
+    with pytest.raises(ConfigError, match="unknown preset"):
+        api.train(str(corpus), str(tmp_path / "other"), preset="nope", quiet=True)
+    with pytest.raises(ConfigError, match="preset= starts a new run"):
+        api.train(resume=str(result.run_dir), preset="alice-small", quiet=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import sys
 from contextlib import contextmanager
 
@@ -49,6 +50,17 @@ def in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
+def live_terminal() -> bool:
+    """stderr is a terminal with a width: a pseudo-terminal without a size (some CI runners,
+    `script`, docker exec) would draw a bar zero columns wide, which shows nothing."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError):
+        return False
+
+
 def has_widgets() -> bool:
     """tqdm's notebook bar needs ipywidgets; without them it warns and draws text."""
     return importlib.util.find_spec("ipywidgets") is not None
@@ -75,7 +87,7 @@ class Progress:
         self.start_step, self.start_elapsed = step, elapsed
         self.last_val = ""
         self.bar = None
-        if not quiet and (sys.stderr.isatty() or in_notebook()):
+        if not quiet and (live_terminal() or in_notebook()):
             from tqdm.notebook import tqdm as widget
 
             bar = widget if in_notebook() and has_widgets() else tqdm

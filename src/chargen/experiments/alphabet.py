@@ -37,14 +37,17 @@ own data order and Adam state, so training many at once changes nothing (also te
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
 from ..errors import ChargenError, ConfigError
+
+log = logging.getLogger("chargen")
 
 LETTERS = 26
 HIDDEN = 32
@@ -166,8 +169,14 @@ def train_jobs(jobs: list[Job], threads: int | None = None) -> None:
         job.seconds = time.perf_counter() - started
 
     longest_first = sorted(jobs, key=lambda job: -job.order.size * job.ids.shape[1])
+    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(train_one, longest_first))
+        running = [pool.submit(train_one, job) for job in longest_first]
+        for done, future in enumerate(as_completed(running), 1):
+            future.result()
+            # a line per model: the whole experiment takes minutes
+            log.info("alphabet: %d of %d models trained, %.0f s", done, len(jobs),
+                     time.perf_counter() - started)
 
 
 def accuracy(job: Job) -> float:
