@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 
@@ -66,6 +67,19 @@ async def next_events(events: asyncio.Queue) -> list:
     while not events.empty():
         batch.append(events.get_nowait())
     return batch
+
+
+async def gather_texts(events: asyncio.Queue, rows: int) -> tuple[str, Any, list[str]]:
+    """A whole generation's texts, one per row: -> ("done", timing, texts) or
+    ("error", message, the texts so far)."""
+    texts: list[list[str]] = [[] for _ in range(rows)]
+    while True:
+        for kind, payload in await next_events(events):
+            if kind == "pieces":
+                for text, piece in zip(texts, payload):
+                    text.append(piece)
+            else:
+                return kind, payload, ["".join(text) for text in texts]
 
 
 def as_field_names(message: str) -> str:

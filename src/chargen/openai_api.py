@@ -24,7 +24,14 @@ from .batcher import Busy
 from .config import SampleConfig, ServeLimits
 from .errors import ChargenError, ConfigError
 from .generate.engine import Generation
-from .http_events import STREAM_GATHER, GenerationStream, HTTPProblem, as_field_names, next_events
+from .http_events import (
+    STREAM_GATHER,
+    GenerationStream,
+    HTTPProblem,
+    as_field_names,
+    gather_texts,
+    next_events,
+)
 
 # OpenAI fields chargen has no counterpart for: refused when set to anything but their default.
 UNSUPPORTED = {"echo": False, "logprobs": None, "suffix": None, "best_of": None,
@@ -203,18 +210,12 @@ async def _run(state, prompt, settings: SampleConfig, answer: _Answer):
 
 
 async def _collect(events: asyncio.Queue, rows: int, answer: _Answer):
-    texts: list[list[str]] = [[] for _ in range(rows)]
-    while True:
-        for kind, payload in await next_events(events):
-            if kind == "pieces":
-                for text, piece in zip(texts, payload):
-                    text.append(piece)
-            elif kind == "error":
-                return openai_error(500, payload, "server_error")
-            else:
-                reasons = _finish_reasons(payload, rows)
-                choices = [_choice(i, "".join(text), reasons[i]) for i, text in enumerate(texts)]
-                return answer.envelope(choices, answer.usage(payload, rows))
+    kind, payload, texts = await gather_texts(events, rows)
+    if kind == "error":
+        return openai_error(500, payload, "server_error")
+    reasons = _finish_reasons(payload, rows)
+    choices = [_choice(i, text, reasons[i]) for i, text in enumerate(texts)]
+    return answer.envelope(choices, answer.usage(payload, rows))
 
 
 def _data(payload: Any) -> str:

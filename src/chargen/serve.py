@@ -33,6 +33,7 @@ from .http_events import (
     HTTPProblem,
     Mailbox,
     as_field_names,
+    gather_texts,
     next_events,
 )
 from .openai_api import add_openai_routes, openai_error
@@ -213,17 +214,10 @@ async def _stream(events: asyncio.Queue, prime: str):
 
 
 async def _collect(events: asyncio.Queue, prime: str, num: int):
-    texts: list[list[str]] = [[] for _ in range(num)]
-    while True:
-        for kind, payload in await next_events(events):
-            if kind == "pieces":
-                for text, piece in zip(texts, payload):
-                    text.append(piece)
-            elif kind == "error":
-                return _error(500, payload)
-            else:
-                return {"prime": prime, "texts": ["".join(text) for text in texts],
-                        "timing": payload}
+    kind, payload, texts = await gather_texts(events, num)
+    if kind == "error":
+        return _error(500, payload)
+    return {"prime": prime, "texts": texts, "timing": payload}
 
 
 def _require_key(app: FastAPI, key: str) -> None:
