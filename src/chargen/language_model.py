@@ -162,7 +162,8 @@ class LanguageModel(SampleMethods):
         if self.document_unit and not dynamic:
             result = self._evaluate_documents(ids)
         else:
-            self._check_stream("dynamic evaluation" if dynamic else None)
+            if dynamic:
+                self._check_stream("dynamic evaluation")
             if len(ids) < 2:
                 raise ConfigError(f"the text to evaluate needs at least two {self.tokenizer.unit}s")
             if dynamic:
@@ -186,10 +187,10 @@ class LanguageModel(SampleMethods):
         net, _ = adapted_copy(self.net, ids, settings, self.device)
         return LanguageModel(net, self.tokenizer, self.config, self.run)
 
-    def _check_stream(self, what: str | None) -> None:
+    def _check_stream(self, what: str) -> None:
         """Adapting reads the text as one stream with the state carried: not a window or
         document run's way of reading."""
-        if what and (self.net.kind.windowed or self.net.kind.documents):
+        if self.net.kind.windowed or self.net.kind.documents:
             raise ConfigError(f"{what} reads the text as one stream with the state carried; a "
                               f"{self.net.kind.batching} run reads its text otherwise: use a "
                               "stream or sequences run")
@@ -210,10 +211,11 @@ class LanguageModel(SampleMethods):
 def _adapt_settings(adapt: dict, wanted: bool, needs: str) -> AdaptConfig:
     if adapt and not wanted:
         raise ConfigError(f"{', '.join(sorted(adapt))} apply only with {needs}")
-    unknown = sorted(set(adapt) - {f.name for f in dataclasses.fields(AdaptConfig)})
+    known = [field.name for field in dataclasses.fields(AdaptConfig)]
+    unknown = sorted(set(adapt) - set(known))
     if unknown:
-        raise ConfigError(f"unknown adapt setting(s): {', '.join(unknown)} (known: adapt_lr, "
-                          "adapt_decay, adapt_segment)")
+        raise ConfigError(f"unknown adapt setting(s): {', '.join(unknown)} (known: "
+                          f"{', '.join(known)})")
     return AdaptConfig(**adapt).validate()
 
 
