@@ -8,11 +8,14 @@ CHARGEN_NO_PROBE is set (then NOMINAL_CHARS_PER_S and COST_OVERHEAD stand in).
 
 The rule, in two steps:
 1. Size: the largest candidate that (a) sees at least CHARS_PER_PARAM training characters per
-   recurrent parameter within the budget (else it stays undertrained) and (b) has at most
+   recurrent parameter within the budget, or, in a long budget, ENOUGH_CHARS characters and
+   at least LONG_CHARS_PER_PARAM per parameter (else it stays undertrained) and (b) has at most
    PARAMS_PER_TOKEN recurrent parameters per training token (else it memorises the corpus).
 2. Regularisation from the memorisation pressure: the epochs that model will make over the
    corpus times its parameters per training token; the higher, the stronger the dropout
    (REGULARISATION tiers).
+3. Sequence length: shorter windows (SHORT_SEQ_LEN) when a time budget allows that model fewer
+   than MIN_UPDATES optimiser steps at the default length.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ BUDGET_EFFICIENCY = 0.9  # the share of the budget spent in training steps (not 
 # 5.4 per parameter and reached 1.5437 nats/char, 1x256 saw 30 and reached 1.4822; the earlier
 # 2.0 was fitted under a schedule that spent the start of the budget warming up.
 CHARS_PER_PARAM = 10.0
+# A long budget lets a larger model win with fewer characters per parameter: on tiny
+# Shakespeare in 60 minutes (Zen 5, bf16) a 2x768 that saw 4.1 per parameter (30M characters)
+# reached 1.4211 nats/char against 1.4432 for the 2x512 that saw 20; in 10 minutes a 2x512
+# with 3.4 per parameter (11M characters) did no better than a 2x256 (1.4532 vs 1.4526).
+ENOUGH_CHARS = 20_000_000
+LONG_CHARS_PER_PARAM = 3.0
 PARAMS_PER_TOKEN = 20.0
 # Training characters a small model needs before its samples are mostly words: 1x256 with the
 # default recipe passed 1.7 nats/char on tiny Shakespeare after ~2M characters, and 1.55 on
@@ -62,7 +71,9 @@ REGULARISATION = (
     (8.0, {"dropout": 0.25}),  # 2x256 on tiny Shakespeare, 10 minutes of fp32 on 2 cores
     (20.0, {"dropout": 0.3, "locked_dropout": True, "weight_drop": 0.2,
             "embedding_dropout": 0.05, "seq_len_jitter": 0.2}),
-    (100.0, {"dropout": 0.4, "locked_dropout": True, "weight_drop": 0.4,
+    # From 400: 2x768 under medium at pressure ~220 (60 minutes, bf16) reached 1.4211 against
+    # 1.4432 for a 2x512 under strong at ~220; Alice's 2x256 (~1600) wants strong.
+    (400.0, {"dropout": 0.4, "locked_dropout": True, "weight_drop": 0.4,
              "embedding_dropout": 0.1, "seq_len_jitter": 0.2}),
 )
 # A large vocabulary (CJK characters, words: the embedding and output layer rival the
@@ -77,9 +88,16 @@ REGULARISATION = (
 LARGE_VOCABULARY = {"dropout": 0.0, "lr": 6e-3}
 WIDE_CANDIDATES = ((1, 256), (1, 512), (1, 1024))
 LARGE_VOCABULARY_SIZE = 1000  # letters, digits, punctuation: < 200; CJK text, words: thousands
+# Optimiser steps a time budget must allow at the default window of 100; below it the windows
+# are SHORT_SEQ_LEN long (the state still flows between them), which doubles the updates for the
+# same characters at about the same speed: tiny Shakespeare in 10 minutes on the AVX2
+# emulation, 2 threads, 2x256 (~2,100 steps at 100): 1.4613 nats/char at 50 against 1.4898.
+MIN_UPDATES = 4000
+DEFAULT_SEQ_LEN = 100
+SHORT_SEQ_LEN = 50
 SIZE_FIELDS = ("hidden_size", "num_layers")
 AUTO_FIELDS = SIZE_FIELDS + ("dropout", "locked_dropout", "weight_drop", "embedding_dropout",
-                             "seq_len_jitter", "batch_size", "lr")
+                             "seq_len_jitter", "batch_size", "lr", "seq_len")
 
 
 @dataclass(frozen=True)
@@ -124,7 +142,7 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
         params = recurrent_parameters(layers, hidden)
         symbols = vocab_size * (REFERENCE.embedding_dim + hidden + 1)  # embedding + output
         trained = params + symbols if large_vocabulary else params
-        if seen >= CHARS_PER_PARAM * trained and params <= PARAMS_PER_TOKEN * train_tokens:
+        if _enough(seen, trained) and params <= PARAMS_PER_TOKEN * train_tokens:
             break  # the largest that fits both limits; else the smallest
     epochs = seen / max(train_tokens, 1)
     pressure = epochs * params / max(train_tokens, 1)
@@ -135,16 +153,31 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
         settings.update(next(s for low, s in reversed(REGULARISATION) if pressure >= low))
     # Small corpora: fewer streams, so an epoch has more (noisier) updates.
     settings["batch_size"] = 32 if train_tokens < 300_000 else 64
+    # Only in a time budget (a step limit keeps the window its steps were given in), and not yet
+    # for a large vocabulary: not measured there.
+    few_updates = seen < MIN_UPDATES * settings["batch_size"] * DEFAULT_SEQ_LEN
+    if max_chars is None and few_updates and not large_vocabulary:
+        settings["seq_len"] = SHORT_SEQ_LEN
     if size:
         del settings["num_layers"], settings["hidden_size"]
     limit = f"{budget_s:.0f} s" if math.isfinite(budget_s) else "the step limit"
     reason = (f"{train_tokens:,} training tokens, vocabulary {vocab_size}, {limit} at "
               f"~{rate:,.0f} chars/s -> {seen / 1e6:.2f}M characters = {epochs:.1f} epochs for "
               f"{params / 1e6:.2f}M recurrent parameters (memorisation pressure {pressure:.1f})")
+    if "seq_len" in settings:
+        reason += (f", under {MIN_UPDATES:,} steps in windows of {DEFAULT_SEQ_LEN}: windows of "
+                   f"{SHORT_SEQ_LEN}")
     if large_vocabulary:
         reason += (f" and {symbols / 1e6:.2f}M embedding and output ones (a large vocabulary: "
                    "sized by all of them, no dropout, a higher peak learning rate)")
     return AutoChoice(settings, reason, short_budget_warning(seen, rate, budget_s))
+
+
+def _enough(seen: float, params: int) -> bool:
+    """Whether `seen` training characters train `params` parameters well enough."""
+    if seen >= CHARS_PER_PARAM * params:
+        return True
+    return seen >= ENOUGH_CHARS and seen >= LONG_CHARS_PER_PARAM * params
 
 
 def short_budget_warning(seen: float, rate: float, budget_s: float) -> str:
@@ -254,6 +287,7 @@ def auto_configure(config, given: set[str], train_tokens: int, vocab_size: int, 
     chosen = {k: v for k, v in choice.settings.items() if k in free}
     if data.batching != "stream":
         chosen.pop("seq_len_jitter", None)
+        chosen.pop("seq_len", None)  # a window is a sample there, not a stretch of one stream
     config = config.with_overrides(chosen).validate()
     shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
     log.info("auto-config (--no-auto to turn off): %s\n  because: %s", shown, choice.reason)
