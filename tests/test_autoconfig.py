@@ -55,9 +55,10 @@ def test_at_equal_epochs_a_larger_model_gets_the_stronger_regularisation():
 def test_an_hour_gets_the_larger_model_with_the_medium_tier():
     """Measured (60 minutes, bf16): 2x768 under medium, 1.4211 nats/char, beat 2x512 under
     strong, 1.4432, at the same memorisation pressure (~220)."""
-    settings = choose(SHAKESPEARE, 66, 3600, 18_000).settings
-    assert (settings["num_layers"], settings["hidden_size"]) == (2, 768)
-    assert settings["weight_drop"] == 0.2 and settings["dropout"] == 0.3
+    for probe, overhead in ((18_000, 300_000), (17_700, 30_078)):  # the nominal; that run's
+        settings = choose(SHAKESPEARE, 66, 3597, probe, overhead=overhead).settings
+        assert (settings["num_layers"], settings["hidden_size"]) == (2, 768)
+        assert settings["weight_drop"] == 0.2 and settings["dropout"] == 0.3
 
 
 def test_few_updates_in_a_time_budget_get_shorter_windows_and_a_step_limit_does_not():
