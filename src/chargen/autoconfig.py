@@ -6,7 +6,7 @@ few training steps of the reference model (the default 2x512) and of a small one
 start-up, which give this machine's speed and its per-character overhead, and is skipped when
 CHARGEN_NO_PROBE is set (then NOMINAL_CHARS_PER_S and COST_OVERHEAD stand in).
 
-The rule, in two steps:
+The rule, in three steps:
 1. Size: the largest candidate that (a) sees at least CHARS_PER_PARAM training characters per
    recurrent parameter within the budget, or, in a long budget, ENOUGH_CHARS characters and
    at least LONG_CHARS_PER_PARAM per parameter (else it stays undertrained) and (b) has at most
@@ -91,7 +91,7 @@ LARGE_VOCABULARY_SIZE = 1000  # letters, digits, punctuation: < 200; CJK text, w
 # Optimiser steps a time budget must allow at the default window of 100; below it the windows
 # are SHORT_SEQ_LEN long (the state still flows between them), which doubles the updates for the
 # same characters at about the same speed: tiny Shakespeare in 10 minutes on the AVX2
-# emulation, 2 threads, 2x256 (~2,100 steps at 100): 1.4613 nats/char at 50 against 1.4861 (one run).
+# emulation, 2 threads, 2x256 (~2,400 steps at 100): 1.4613 nats/char at 50 against 1.4861 (one run).
 MIN_UPDATES = 4000
 DEFAULT_SEQ_LEN = 100
 SHORT_SEQ_LEN = 50
