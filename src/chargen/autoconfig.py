@@ -27,7 +27,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from .config import ModelConfig
+from .config import DataConfig, ModelConfig
 from .model import estimate_parameters
 
 log = logging.getLogger("chargen")
@@ -93,7 +93,7 @@ LARGE_VOCABULARY_SIZE = 1000  # letters, digits, punctuation: < 200; CJK text, w
 # same characters at about the same speed: tiny Shakespeare in 10 minutes on the AVX2
 # emulation, 2 threads, 2x256 (~2,400 steps at 100): 1.4613 nats/char at 50 against 1.4861 (one run).
 MIN_UPDATES = 4000
-DEFAULT_SEQ_LEN = 100
+DEFAULT_SEQ_LEN = DataConfig().seq_len  # 100
 SHORT_SEQ_LEN = 50
 SIZE_FIELDS = ("hidden_size", "num_layers")
 AUTO_FIELDS = SIZE_FIELDS + ("dropout", "locked_dropout", "weight_drop", "embedding_dropout",
