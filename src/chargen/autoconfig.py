@@ -91,7 +91,8 @@ LARGE_VOCABULARY_SIZE = 1000  # letters, digits, punctuation: < 200; CJK text, w
 # Optimiser steps a time budget must allow at the default window of 100; below it the windows
 # are SHORT_SEQ_LEN long (the state still flows between them), which doubles the updates for the
 # same characters at about the same speed: tiny Shakespeare in 10 minutes on the AVX2
-# emulation, 2 threads, 2x256 (~2,400 steps at 100): 1.4613 nats/char at 50 against 1.4861 (one run).
+# emulation, 2 threads, 2x256 (~2,400 steps at 100): 1.4613 nats/char at 50 against 1.4861 in one
+# run; over four runs at 50 a mean of 1.4747, against 1.4861 and 1.4898 in two at 100.
 MIN_UPDATES = 4000
 DEFAULT_SEQ_LEN = DataConfig().seq_len  # 100
 SHORT_SEQ_LEN = 50
