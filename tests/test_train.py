@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from chargen.checkpoint import (
 from chargen.config import TrainConfig
 from chargen.errors import CheckpointError, ConfigError
 from chargen.run_state import time_budget
-from chargen.schedule import lr_factor
+from chargen.schedule import decay_starts, lr_factor
 
 
 def _train(tmp_path, name="run", **overrides):
@@ -206,6 +208,61 @@ def test_wsd_holds_the_peak_then_decays_over_the_last_fifth():
     assert lr_factor(0.0, 0, config) == lr_factor(0.8, 500, config) == 1.0
     assert lr_factor(0.9, 600, config) == pytest.approx(0.55)
     assert lr_factor(1.0, 700, config) == pytest.approx(0.1)
+
+
+def test_a_plateau_brings_the_wsd_decay_forward():
+    config = TrainConfig(schedule="wsd", warmup_steps=0, min_lr_ratio=0.1, patience=0.15)
+    assert lr_factor(0.3, 300, config, decay_from=0.3) == 1.0
+    assert lr_factor(0.4, 400, config, decay_from=0.3) == pytest.approx(0.55)
+    assert lr_factor(0.7, 700, config, decay_from=0.3) == pytest.approx(0.1)  # over, held low
+    assert decay_starts(0.36, 0.2, config) and not decay_starts(0.34, 0.2, config)
+    assert not decay_starts(0.8, 0.2, config)  # the decay of the last fifth comes anyway
+    for other in (dict(patience=0.0), dict(schedule="cosine"), dict(schedule="constant")):
+        assert not decay_starts(0.5, 0.0, dataclasses.replace(config, **other))
+
+
+def _stalled_validation(monkeypatch):
+    """Every evaluation after the first scores a little worse than it: a validation plateau."""
+    from chargen import trainer
+
+    evaluate, scores = trainer.evaluate_ids, []
+
+    def stalled(*args, **kwargs):
+        result = evaluate(*args, **kwargs)
+        scores.append(result.nats if not scores else scores[0] + 0.01 * len(scores))
+        return dataclasses.replace(result, nats=scores[-1])
+
+    monkeypatch.setattr(trainer, "evaluate_ids", stalled)
+
+
+def test_a_stalled_run_decays_early_and_ends_after_the_decay(tmp_path, monkeypatch, caplog):
+    _stalled_validation(monkeypatch)
+    (tmp_path / "corpus.txt").write_text(make_text(6000), encoding="utf-8")
+    caplog.set_level(logging.INFO, logger="chargen")
+    result = api.train(str(tmp_path / "corpus.txt"), str(tmp_path / "run"), **tiny_settings(
+        max_steps=100, eval_every=5, schedule="wsd", patience=0.15, min_lr_ratio=0.1, log_every=1))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("the learning rate decays from now" in line for line in lines)
+    assert f"step {result.steps}/{result.steps} " in "\n".join(lines)  # the progress knows
+    records = RunDir(result.run_dir).read_metrics()
+    start = next(r for r in records if "decay_from" in r)
+    assert start["decay_from"] == pytest.approx(start["step"] / 100) and start["step"] >= 20
+    assert result.steps == start["step"] + 20 < 100  # DECAY_SHARE of the budget, then stop
+    lr = [r["lr"] for r in records if "lr" in r]
+    assert lr[:start["step"]] == [lr[0]] * start["step"]  # the peak until the plateau
+    assert lr[-1] < lr[0] * 0.11  # down to min_lr_ratio (0.1) by the last step
+    assert all(b <= a for a, b in zip(lr[start["step"]:], lr[start["step"] + 1:]))
+    with pytest.raises(ConfigError, match="--more"):  # it has ended: resuming says how to go on
+        api.train(resume=str(result.run_dir), quiet=True)
+    more = api.train(resume=str(result.run_dir), max_steps=200, quiet=True)  # judged afresh
+    assert more.steps > result.steps
+
+
+def test_patience_zero_trains_through_a_plateau(tmp_path, monkeypatch):
+    _stalled_validation(monkeypatch)
+    result = _train(tmp_path, max_steps=60, eval_every=5, schedule="wsd", patience=0.0)
+    assert result.steps == 60
+    assert not any("decay_from" in r for r in RunDir(result.run_dir).read_metrics())
 
 
 def test_warmup_ends_by_a_twentieth_of_a_time_budget_on_a_slow_machine():

@@ -303,5 +303,10 @@ def _resume_locked(run: RunDir, config: RunConfig, quiet: bool, world: World,
     if run.file(LAST).exists():
         trainer.restore()
         check_steps_left(run, trainer.progression.step, config.train.max_steps)
+        if trainer.decayed():
+            raise ConfigError(f"{run.path} ended at step {trainer.progression.step:,}: its "
+                              "validation loss stopped improving, and the learning rate decayed "
+                              "early (--patience); to train more, pass --more TIME or a larger "
+                              "--max-steps")
         log.info("resuming %s at step %d", run.path, trainer.progression.step)
     return _fit(trainer)

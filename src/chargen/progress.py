@@ -111,6 +111,15 @@ class Progress:
             etas.append((self.total_steps - step) * (elapsed - self.start_elapsed) / done)
         return format_duration(min(etas)) if etas else "?"
 
+    def end_at(self, share: float) -> None:
+        """The run now ends at this share of its budget (a plateau brought the decay forward)."""
+        if self.max_time:
+            self.max_time *= share
+        if self.total_steps:
+            self.total_steps = round(self.total_steps * share)
+            if self.bar is not None:
+                self.bar.total = self.total_steps
+
     def _epoch(self, step: int) -> str:
         return f"epoch {step / self.steps_per_epoch:.2f}" if self.steps_per_epoch else ""
 

@@ -48,6 +48,11 @@ class Progression:
     epoch_loss_sum: float = 0.0
     epoch_loss_steps: int = 0
     epoch_started: float = 0.0
+    # Training progress (a share of the budget) at the best validation loss, and where a
+    # plateau brought the wsd decay forward (schedule.decay_starts); both for this budget.
+    best_progress: float = 0.0
+    decay_from: float | None = None
+    budget: list | None = None
 
 
 def restore_state(run: RunDir, config: RunConfig, model: RNNLanguageModel,

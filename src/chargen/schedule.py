@@ -15,10 +15,12 @@ WARMUP_SHARE = 0.05
 DECAY_SHARE = 0.2
 
 
-def lr_factor(progress: float, step: int, config: TrainConfig, time_used: float = 0.0) -> float:
+def lr_factor(progress: float, step: int, config: TrainConfig, time_used: float = 0.0,
+              decay_from: float | None = None) -> float:
     """Linear warmup over warmup_steps (or WARMUP_SHARE of a time budget, if sooner: `time_used`
     is the share used), then cosine from 1 down to min_lr_ratio as training progress (a
-    fraction of the step or time budget) goes from 0 to 1."""
+    fraction of the step or time budget) goes from 0 to 1. Under wsd the decay starts at
+    `decay_from` when a plateau brought it forward (decay_starts), else at 1 - DECAY_SHARE."""
     warmup = 1.0
     if config.warmup_steps:
         warmup = min(1.0, max((step + 1) / config.warmup_steps, time_used / WARMUP_SHARE))
@@ -26,9 +28,19 @@ def lr_factor(progress: float, step: int, config: TrainConfig, time_used: float 
         return warmup
     progress = min(max(progress, 0.0), 1.0)
     if config.schedule == "wsd":  # stable at the peak, then the cosine over the last share
-        progress = max(0.0, progress - (1 - DECAY_SHARE)) / DECAY_SHARE
+        start = 1 - DECAY_SHARE if decay_from is None else decay_from
+        progress = min(max(0.0, progress - start) / DECAY_SHARE, 1.0)
     cosine = 0.5 * (1 + math.cos(math.pi * progress))
     return warmup * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def decay_starts(progress: float, best_progress: float, config: TrainConfig) -> bool:
+    """Under wsd, whether to start the decay now, before the last DECAY_SHARE: the best
+    validation loss is `patience` of the budget old. A small corpus memorised at the peak
+    rate only gets worse from there (Alice: best at minute 15 of 60, RESULTS.md), and the
+    decay is what turns a plateau into a lower loss."""
+    return (config.schedule == "wsd" and config.patience > 0
+            and progress - best_progress >= config.patience and progress < 1 - DECAY_SHARE)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -34,7 +34,7 @@ from .model import RNNLanguageModel, detach_state
 from .progress import Progress, loss_unit
 from .run_state import LossWindow, Progression, StopSignals, restore_state, save_state
 from .runtime import autocast, to_device
-from .schedule import lr_factor, make_optimizer
+from .schedule import DECAY_SHARE, decay_starts, lr_factor, make_optimizer
 from .threads import ThreadGovernor
 from .watch import Watch
 
@@ -84,6 +84,7 @@ class Trainer:
         self.progression = Progression()
         self.carried = None
         self.total_steps = self._total_steps()
+        self.progression.budget = [self.cfg.max_time, self.total_steps]
         # A loss this far above uniform guessing (ln vocab) means training has blown up.
         self.loss_bound = 2 * math.log(model.vocab_size) + 5
         self._stop_signal: int | None = None
@@ -105,6 +106,10 @@ class Trainer:
         self.carried, self.progression = restore_state(self.run, self.config, self.model,
                                                        self.optimizer, self.world, self.device,
                                                        self.average)
+        p = self.progression
+        if p.budget != [self.cfg.max_time, self.total_steps]:  # --more, or an older checkpoint
+            p.budget, p.decay_from = [self.cfg.max_time, self.total_steps], None
+            p.best_progress = self._progress(p.step)  # the plateau is judged afresh
 
     def save_last(self) -> None:
         self._check_weights()
@@ -211,21 +216,28 @@ class Trainer:
         out_of_steps = self.total_steps is not None and p.step >= self.total_steps
         out_of_time = (self.cfg.max_time is not None and p.elapsed > 0
                        and self._budget_used() >= self.cfg.max_time)  # one step at least
-        status = _DONE if out_of_steps or out_of_time else _RUNNING
+        status = _DONE if out_of_steps or out_of_time or self.decayed() else _RUNNING
         if self._stop_signal is not None:
             status = _SIGNALLED
         return max_over_ranks(status, self.world, self.device)
+
+    def decayed(self) -> bool:
+        """A plateau brought the decay forward, and it is over: the run has ended."""
+        p = self.progression
+        return p.decay_from is not None and self._progress(p.step) >= p.decay_from + DECAY_SHARE
 
     def _time_share(self) -> float:
         """The share of the time budget used (0 without one)."""
         return self._budget_used() / self.cfg.max_time if self.cfg.max_time else 0.0
 
+    def _progress(self, step: int) -> float:
+        """The share of the budget used: of its steps or its time, whichever is larger."""
+        return max(step / self.total_steps if self.total_steps else 0.0, self._time_share())
+
     def _train_step(self, step: int) -> tuple[torch.Tensor, int]:
         """One optimiser step -> (its loss on the device, the input positions it ran)."""
-        time_used = self._time_share()
-        steps_used = step / self.total_steps if self.total_steps else 0.0
         lr = self.cfg.lr * self.progression.lr_scale * lr_factor(
-            max(steps_used, time_used), step, self.cfg, time_used)
+            self._progress(step), step, self.cfg, self._time_share(), self.progression.decay_from)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = (to_device(t[self.rows], self.device) for t in self.batches.batch(step))
@@ -310,6 +322,13 @@ class Trainer:
             info = {"step": p.step, "val_loss": result.nats}
             if self.world.is_main and self.cfg.keep == "val-loss":
                 save_checkpoint(self.run.file(BEST), best.state_dict(), info=info)
+            p.best_progress = self._progress(p.step)
+        elif p.decay_from is None and decay_starts(self._progress(p.step), p.best_progress, self.cfg):
+            extra["decay_from"] = p.decay_from = self._progress(p.step)
+            progress.end_at(p.decay_from + DECAY_SHARE)
+            log.info("the validation loss has not improved since step %d: the learning rate decays "
+                     "from now, and the run ends at %d%% of its budget (--patience 0: train on at "
+                     "the peak rate)", p.best_step, round(100 * (p.decay_from + DECAY_SHARE)))
         if not self.world.is_main:
             return
         record = {"step": p.step, "time": round(p.elapsed, 3), "val_loss": result.nats,

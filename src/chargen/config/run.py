@@ -161,6 +161,9 @@ class TrainConfig:
     schedule: str = setting("wsd", choices=("cosine", "wsd", "constant"), help=(
         "after warmup: cosine to --min-lr-ratio over the budget; wsd: the peak until the last "
         "20%%, then that cosine; constant"))
+    patience: float = setting(0.15, metavar="SHARE", help=(
+        "schedule wsd: when the validation loss has not improved for this share of the budget, "
+        "start the decay now and end the run after it (default 0.15; 0: never)"))
     warmup_steps: int = setting(10, metavar="N")  # 100 cost 0.03 nats/char: the plateau lasts
     min_lr_ratio: float = setting(0.05, metavar="R")
     grad_clip: float = setting(1.0, metavar="NORM")
@@ -212,6 +215,7 @@ class TrainConfig:
         for name in ("weight_decay", "warmup_steps", "grad_clip"):
             non_negative(name, getattr(self, name))
         fraction("min_lr_ratio", self.min_lr_ratio)
+        fraction("patience", self.patience)
         fraction("ema", self.ema, upper_open=True)
         for name in ("max_steps", "max_time", "epochs"):
             if getattr(self, name) is not None:
