@@ -235,14 +235,26 @@ def _stalled_validation(monkeypatch):
     monkeypatch.setattr(trainer, "evaluate_ids", stalled)
 
 
-def test_a_stalled_run_decays_early_and_ends_after_the_decay(tmp_path, monkeypatch, caplog):
+def test_a_stalled_run_decays_early_from_its_best_weights(tmp_path, monkeypatch, caplog):
     _stalled_validation(monkeypatch)
+    from chargen import trainer
+
+    restore_best, restored = trainer.restore_best, []
+
+    def spy(run, config, model):  # the weights the decay starts from: the best ones on disk
+        assert restore_best(run, config, model)
+        best = load_file(str(run.file(BEST)))
+        restored.append(all(torch.equal(v, best[k]) for k, v in model.state_dict().items()))
+        return True
+
+    monkeypatch.setattr(trainer, "restore_best", spy)
     (tmp_path / "corpus.txt").write_text(make_text(6000), encoding="utf-8")
     caplog.set_level(logging.INFO, logger="chargen")
     result = api.train(str(tmp_path / "corpus.txt"), str(tmp_path / "run"), **tiny_settings(
         max_steps=100, eval_every=5, schedule="wsd", patience=0.15, min_lr_ratio=0.1, log_every=1))
     lines = [r.getMessage() for r in caplog.records]
-    assert any("the learning rate decays from now" in line for line in lines)
+    assert any("from its weights the learning rate decays" in line for line in lines)
+    assert restored == [True]
     assert f"step {result.steps}/{result.steps} " in "\n".join(lines)  # the progress knows
     records = RunDir(result.run_dir).read_metrics()
     start = next(r for r in records if "decay_from" in r)

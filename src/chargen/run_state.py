@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .checkpoint import (
+    BEST,
     LAST,
     RunDir,
     checkpoint_info,
@@ -76,6 +77,16 @@ def restore_state(run: RunDir, config: RunConfig, model: RNNLanguageModel,
     carried = [tensors[k] for k in sorted(tensors) if k.startswith("carried.")]
     return (_my_rows(carried, config.data.batch_size, world, device),
             Progression(**info["progression"]))
+
+
+def restore_best(run: RunDir, config: RunConfig, model: RNNLanguageModel) -> bool:
+    """Load the run's best weights by validation loss into the model; -> whether it has any."""
+    path = run.file(BEST)
+    if config.train.keep != "val-loss" or not path.exists():
+        return False
+    weights, _, _ = load_checkpoint(path, checkpoint_limit(config, model.vocab_size))
+    fit_weights(model, weights, run.path)
+    return True
 
 
 def _my_rows(carried: list[torch.Tensor], batch: int, world: World, device: torch.device):

@@ -163,7 +163,8 @@ class TrainConfig:
         "20%%, then that cosine; constant"))
     patience: float = setting(0.15, metavar="SHARE", help=(
         "schedule wsd: when the validation loss has not improved for this share of the budget, "
-        "start the decay now and end the run after it (default 0.15; 0: never)"))
+        "start the decay now from the best weights, and end the run after it (default 0.15; 0: "
+        "never)"))
     warmup_steps: int = setting(10, metavar="N")  # 100 cost 0.03 nats/char: the plateau lasts
     min_lr_ratio: float = setting(0.05, metavar="R")
     grad_clip: float = setting(1.0, metavar="NORM")
