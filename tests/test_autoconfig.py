@@ -35,6 +35,14 @@ def test_a_large_vocabulary_is_sized_by_all_its_parameters_and_not_dropped_out()
     assert chinese["hidden_size"] * chinese["num_layers"] <= letters["hidden_size"] * letters["num_layers"]
 
 
+def test_a_large_vocabulary_gets_dropout_once_an_hour_would_memorise():
+    """Measured on sanguo_yanyi (Zen 5, bf16): no dropout won at 10 minutes (pressure ~9) and
+    memorised from minute 4 of 60 (pressure 119), where the medium tier did not."""
+    ten, hour = (choose(SANGUO, 4157, budget, 9_721).settings for budget in (600, 3600))
+    assert ten["dropout"] == 0.0 and "weight_drop" not in ten
+    assert hour["dropout"] > 0 and hour["weight_drop"] > 0 and hour["lr"] == ten["lr"]
+
+
 def test_rule_is_monotone_in_epochs():
     dropouts = [choose(SHAKESPEARE, 66, budget, 18_000, size=(2, 512)).settings["dropout"]
                 for budget in (60, 600, 3600, 36_000)]

@@ -86,6 +86,11 @@ REGULARISATION = (
 # And a higher peak learning rate: 150 steps of 1x256 reached 5.57 / 5.28 / 4.95 nats/char at
 # lr 2e-3 / 4e-3 / 8e-3 (the rare symbols' rows need the larger steps).
 LARGE_VOCABULARY = {"dropout": 0.0, "lr": 6e-3}
+# Up to this memorisation pressure only: at 60 minutes (1x512, pressure 119, Zen 5 bf16) no
+# dropout was best at minute 4 (4.7139) and rose at every evaluation after it (5.31 at minute
+# 14), where the medium tier reached 4.6108 (better than 4.6510 in 10 minutes); from here the
+# tiers of REGULARISATION apply.
+LARGE_VOCABULARY_PRESSURE = 20.0
 WIDE_CANDIDATES = ((1, 256), (1, 512), (1, 1024))
 LARGE_VOCABULARY_SIZE = 1000  # letters, digits, punctuation: < 200; CJK text, words: thousands
 # Optimiser steps a time budget must allow at the default window of 100; below it the windows
@@ -150,7 +155,7 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
     settings = {"num_layers": layers, "hidden_size": hidden}
     if large_vocabulary:
         settings.update(LARGE_VOCABULARY)
-    else:
+    if not large_vocabulary or pressure >= LARGE_VOCABULARY_PRESSURE:
         settings.update(next(s for low, s in reversed(REGULARISATION) if pressure >= low))
     # Small corpora: fewer streams, so an epoch has more (noisier) updates.
     settings["batch_size"] = 32 if train_tokens < 300_000 else 64
@@ -169,8 +174,9 @@ def choose(train_tokens: int, vocab_size: int, budget_s: float, reference_chars_
         reason += (f", under {MIN_UPDATES:,} steps in windows of {DEFAULT_SEQ_LEN}: windows of "
                    f"{SHORT_SEQ_LEN}")
     if large_vocabulary:
+        dropout = "no dropout" if settings["dropout"] == 0 else "dropout at this pressure"
         reason += (f" and {symbols / 1e6:.2f}M embedding and output ones (a large vocabulary: "
-                   "sized by all of them, no dropout, a higher peak learning rate)")
+                   f"sized by all of them, {dropout}, a higher peak learning rate)")
     return AutoChoice(settings, reason, short_budget_warning(seen, rate, budget_s))
 
 
