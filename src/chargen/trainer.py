@@ -72,7 +72,7 @@ class Trainer:
         self.progression = Progression()
         self.carried = None
         self.total_steps = self._total_steps()
-        self.progression.budget = [self.cfg.max_time, self.total_steps]
+        self.progression.budget = self._budget()
         # A loss this far above uniform guessing (ln vocab) means training has blown up.
         self.loss_bound = 2 * math.log(model.vocab_size) + 5
         self._stop_signal: int | None = None
@@ -80,6 +80,10 @@ class Trainer:
         # the training text when there is none (--val-fraction 0).
         self.watch = Watch(run, self.cfg, model, val_ids if len(val_ids) else train_ids,
                            enabled=world.is_main)
+
+    def _budget(self) -> list:
+        """What a share of the budget is a share of (saved with the progression)."""
+        return [self.cfg.max_time, self.total_steps]
 
     def _total_steps(self) -> int | None:
         limits = []
@@ -95,8 +99,8 @@ class Trainer:
                                                        self.optimizer, self.world, self.device,
                                                        self.average)
         p = self.progression
-        if p.budget != [self.cfg.max_time, self.total_steps]:  # --more, or an older checkpoint
-            p.budget, p.decay_from = [self.cfg.max_time, self.total_steps], None
+        if p.budget != self._budget():  # --more, or an older checkpoint
+            p.budget, p.decay_from = self._budget(), None
             p.best_progress = self._progress(p.step)  # the plateau is judged afresh
 
     def save_last(self) -> None:
