@@ -16,6 +16,7 @@ SHAKESPEARE, ALICE, SANGUO = 1_003_855, 129_988, 559_806  # training tokens (90%
     (SHAKESPEARE, 66, 3600, 18_000, (2, 768), True),  # measured: 2x768 beat 2x512 here
     (SHAKESPEARE, 66, 180, 12_000, (1, 256), False),  # measured: 1x256 beat 2x256 here
     (ALICE, 72, 600, 18_000, (2, 256), True),  # a small corpus: strong regularisation
+    (ALICE, 72, 3600, 18_000, (2, 256), True),  # measured: 2x384 stood still, 2x256 did not
     (SANGUO, 4157, 600, 11_000, (1, 256), False),  # a large vocabulary: one layer, no dropout
     (SHAKESPEARE, 66, 600, 1_000, (1, 256), False),  # a slow machine: the smallest
     (SHAKESPEARE, 66, 600, 80_000, (2, 512), True),  # a fast one: larger
