@@ -58,8 +58,9 @@ LONG_CHARS_PER_PARAM = 3.0
 # At most this many recurrent parameters per training token, whatever the budget: on Alice
 # (130k training tokens) in 60 minutes a 2x384 (14.4 per token) stood still from minute 5 and
 # ended at 1.3559 nats/char (Zen 5, bf16; 1.35 on a Zen 3 in fp32) under the strong tier, where
-# a 2x256 (6.6 per token) kept improving to minute 59 and reached 1.3086 (Zen 3, fp32); tiny
-# Shakespeare's 2x768 (7.3 per token) won its hour. The earlier 20 was not measured.
+# a 2x256 (6.6 per token) kept improving to minute 59 and reached 1.3086 (Zen 3, fp32), and
+# 1.3144 on a Zen 4 in bf16 (best at minute 30, at twice the epochs); tiny Shakespeare's 2x768
+# (7.3 per token) won its hour. The earlier 20 was not measured.
 PARAMS_PER_TOKEN = 10.0
 # Training characters a small model needs before its samples are mostly words: 1x256 with the
 # default recipe passed 1.7 nats/char on tiny Shakespeare after ~2M characters, and 1.55 on
